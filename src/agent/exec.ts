@@ -1,0 +1,118 @@
+// How isola-agent starts a command inside the qube: `/bin/sh -c COMMAND` as a user of the qube's own
+// /etc/passwd, with a login-like environment, in its own process group so it can be signalled as a whole.
+
+import { spawn, type ChildProcess } from 'child_process';
+import { constants as osConstants } from 'os';
+import { existsSync, readFileSync, statSync } from 'fs';
+
+export interface QubeUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+  shell: string;
+}
+
+export const SAFE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** util-linux is Essential in Debian, so setpriv is in every template, minbase included. */
+export const SETPRIV = '/usr/bin/setpriv';
+
+/** Exit codes as Qubes' qrexec uses them. */
+export const EXIT_QREXEC_PROBLEM = 125;
+export const EXIT_CANNOT_EXECUTE = 126;
+export const EXIT_NOT_FOUND = 127;
+
+/** Read at every call: users added inside the qube (adduser, template updates) count at once. */
+export function lookupUser(name: string, passwdPath = '/etc/passwd'): QubeUser | null {
+  let text: string;
+  try {
+    text = readFileSync(passwdPath, 'utf8');
+  } catch {
+    return null;
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f.length < 7 || f[0] !== name) continue;
+    const uid = Number(f[2]);
+    const gid = Number(f[3]);
+    if (!Number.isInteger(uid) || !Number.isInteger(gid) || f[2] === '' || f[3] === '') return null;
+    return { name, uid, gid, home: f[5] || '/', shell: f[6] || '/bin/sh' };
+  }
+  return null;
+}
+
+export function userEnv(user: QubeUser): NodeJS.ProcessEnv {
+  // Only these: the agent's own environment (socket path, node flags) is no business of the command.
+  return { HOME: user.home, USER: user.name, LOGNAME: user.name, SHELL: user.shell, PATH: SAFE_PATH };
+}
+
+export function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
+  if (signal) return 128 + (osConstants.signals[signal] ?? 0);
+  return code === null || code < 0 ? EXIT_QREXEC_PROBLEM : code & 0xff;
+}
+
+function homeOrRoot(home: string): string {
+  try {
+    return statSync(home).isDirectory() ? home : '/';
+  } catch {
+    return '/';
+  }
+}
+
+export type SpawnResult = { child: ChildProcess } | { error: string; exitCode: number };
+
+let setprivChecked: boolean | null = null;
+
+/**
+ * Switching user goes through `setpriv --init-groups` because Node's spawn({uid, gid}) drops every
+ * supplementary group and cannot set them, and a Qubes user expects theirs (e.g. `sudo`).
+ */
+export function spawnCommand(
+  userName: string,
+  command: string,
+  opts: { justExec: boolean; log: (line: string) => void; passwd?: string },
+): SpawnResult {
+  const user = lookupUser(userName, opts.passwd);
+  if (!user) return { error: `user ${userName} does not exist in qube`, exitCode: EXIT_NOT_FOUND };
+  const myUid = process.getuid?.() ?? 0;
+  let file = '/bin/sh';
+  let args = ['-c', command];
+  let ids: { uid?: number; gid?: number } = {};
+  if (user.uid !== myUid) {
+    if (myUid !== 0) return { error: `cannot run as ${userName}: isola-agent is not root`, exitCode: EXIT_CANNOT_EXECUTE };
+    if (setprivChecked === null) {
+      setprivChecked = existsSync(SETPRIV);
+      if (!setprivChecked) opts.log(`${SETPRIV} missing; commands run without supplementary groups`);
+    }
+    if (setprivChecked) {
+      args = ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', '/bin/sh', '-c', command];
+      file = SETPRIV;
+    } else {
+      ids = { uid: user.uid, gid: user.gid };
+    }
+  }
+  try {
+    const child = spawn(file, args, {
+      ...ids,
+      cwd: homeOrRoot(user.home),
+      env: userEnv(user),
+      argv0: file === '/bin/sh' ? 'sh' : undefined,
+      // Own process group: shutdown and a lost data connection signal the command and everything it started.
+      detached: true,
+      stdio: opts.justExec ? 'ignore' : 'pipe',
+    });
+    return { child };
+  } catch (e) {
+    return { error: `cannot start command: ${(e as Error).message}`, exitCode: EXIT_QREXEC_PROBLEM };
+  }
+}
+
+/** Signals a command's whole process group; quiet when it is already gone. */
+export function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (!child.pid) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    /* ESRCH: nothing left to signal */
+  }
+}

@@ -1,0 +1,310 @@
+// The sandbox Backend: one OCI bundle per qube, driven through the runc (or crun) command line.
+// Qubes run detached under a per-instance --root, so they outlive isolad and can be reconciled.
+
+import { execFile, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Backend, QubeRuntimeSpec, RuntimeInfo, RuntimeStatus } from '../../core/backend';
+import { buildOciSpec, validateRuntimeSpec, type OciHostOptions } from './oci-spec';
+import { probeOciRuntime } from './runtime-probe';
+
+export interface RuncBackendOptions {
+  /** Runtime binary; probed (ISOLA_RUNTIME, then crun/runc by cgroup layout) when absent. */
+  runtimePath?: string;
+  /** runc --root: this isolad instance's runtime state directory. */
+  stateRoot: string;
+  /** Where <id>/config.json bundles are written. */
+  bundleRoot: string;
+  /** How long one runtime command may take before it is killed (ms). */
+  commandTimeoutMs?: number;
+}
+
+interface CmdResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const STATUSES: readonly RuntimeStatus[] = ['creating', 'created', 'running', 'paused', 'stopped'];
+const NOT_FOUND_RE = /does not exist|not found|no such container/i;
+const NOT_RUNNING_RE = /not running|already (stopped|exited)|process already finished|no such process/i;
+
+/**
+ * The cause runc reported, from its JSON log lines (--log-format json) or plain stderr. A "fatal"
+ * line from nsexec names the root cause (the final "error" only says the child died), so it wins.
+ */
+export function runcErrorLine(output: string): string {
+  const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
+  let fatal: string | undefined;
+  let error: string | undefined;
+  for (const line of lines) {
+    let level: string | undefined;
+    let msg: string | undefined;
+    try {
+      const rec = JSON.parse(line) as { level?: string; msg?: string };
+      level = rec?.level;
+      msg = typeof rec?.msg === 'string' ? rec.msg : undefined;
+    } catch {
+      const m = /level=(\w+) msg="((?:[^"\\]|\\.)*)"/.exec(line);
+      if (m) [level, msg] = [m[1], m[2].replace(/\\"/g, '"')];
+      else [level, msg] = ['error', line];
+    }
+    if (msg === undefined) continue;
+    msg = msg.replace(/^nsexec-\d\[\d+\]: /, '').replace(/^runc (run|create|start) failed: /, '');
+    if (level === 'fatal') fatal ??= msg;
+    else if (level === 'error') error = msg;
+  }
+  return fatal ?? error ?? '(no error message)';
+}
+
+/** Every directory above `dir` must be searchable by the qube's root, an unmapped host uid. */
+function untraversable(dir: string, uidBase: number, uidCount: number): string | undefined {
+  const mapped = (id: number): boolean => id >= uidBase && id < uidBase + uidCount;
+  for (let p = path.dirname(path.resolve(dir)); ; p = path.dirname(p)) {
+    const st = fs.statSync(p);
+    if ((st.mode & 0o001) === 0 && !(mapped(st.uid) && mapped(st.gid))) {
+      return `${p} (mode ${(st.mode & 0o777).toString(8)}, owner ${st.uid})`;
+    }
+    if (p === '/') return undefined;
+  }
+}
+
+/** Checks runc would otherwise report obscurely ("can't get final child's PID from pipe"). */
+function preflight(spec: QubeRuntimeSpec): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(spec.rootfs);
+  } catch (err) {
+    throw new Error(`qube ${spec.id}: rootfs ${spec.rootfs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!st.isDirectory()) throw new Error(`qube ${spec.id}: rootfs ${spec.rootfs} is not a directory`);
+  const blocked = untraversable(spec.rootfs, spec.uidBase, spec.uidCount);
+  if (blocked) {
+    throw new Error(`qube ${spec.id}: ${blocked} is not traversable by the qube's root (host uid ${spec.uidBase}): chmod o+x it`);
+  }
+  for (const m of spec.mounts) {
+    if (!fs.existsSync(m.source)) throw new Error(`qube ${spec.id}: mount source ${m.source} (for ${m.destination}) does not exist`);
+  }
+}
+
+/** The runtime's own hard RLIMIT_NOFILE: runc cannot raise it for the qube without CAP_SYS_RESOURCE. */
+function hardNofile(): number | undefined {
+  try {
+    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const hard = line?.trim().split(/\s+/)[4];
+    return hard === undefined || hard === 'unlimited' ? undefined : Number(hard);
+  } catch {
+    return undefined;
+  }
+}
+
+/** cgroup v1 memory without memsw (swapaccount=0) would make runc fail on memory.swap. */
+function swapLimitSupported(): boolean {
+  if (!fs.existsSync('/sys/fs/cgroup/memory')) return true; // cgroup v2: runc/crun cope with missing swap
+  return fs.existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes');
+}
+
+export class RuncBackend implements Backend {
+  readonly name = 'sandbox' as const;
+  readonly runtimePath: string;
+  private readonly stateRoot: string;
+  private readonly bundleRoot: string;
+  private readonly timeoutMs: number;
+  private hostOptions?: OciHostOptions;
+
+  constructor(opts: RuncBackendOptions) {
+    if (!path.isAbsolute(opts.stateRoot)) throw new Error(`runc state root ${opts.stateRoot} must be absolute`);
+    if (!path.isAbsolute(opts.bundleRoot)) throw new Error(`bundle root ${opts.bundleRoot} must be absolute`);
+    this.runtimePath = opts.runtimePath ?? probeOciRuntime().path;
+    this.stateRoot = opts.stateRoot;
+    this.bundleRoot = opts.bundleRoot;
+    this.timeoutMs = opts.commandTimeoutMs ?? 60_000;
+  }
+
+  bundleDir(id: string): string {
+    return path.join(this.bundleRoot, id);
+  }
+
+  /** Runs one runtime command to completion (stdio through pipes: these commands do not detach). */
+  private run(args: string[]): Promise<CmdResult> {
+    const argv = ['--root', this.stateRoot, '--log-format', 'json', ...args];
+    return new Promise((resolve, reject) => {
+      execFile(this.runtimePath, argv, { timeout: this.timeoutMs, maxBuffer: 16 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
+        if (err && typeof err.code === 'string') {
+          reject(new Error(`${this.runtimePath}: cannot run (${err.code}: ${err.message.split('\n')[0]})`));
+          return;
+        }
+        if (err && err.killed) {
+          reject(new Error(`${this.runtimePath} ${args.join(' ')}: timed out after ${this.timeoutMs} ms`));
+          return;
+        }
+        resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr });
+      });
+    });
+  }
+
+  private fail(id: string, what: string, res: CmdResult): Error {
+    return new Error(`qube ${id}: ${path.basename(this.runtimePath)} ${what} failed: ${runcErrorLine(res.stderr)}`);
+  }
+
+  async start(spec: QubeRuntimeSpec): Promise<RuntimeInfo> {
+    validateRuntimeSpec(spec);
+    preflight(spec);
+    this.hostOptions ??= { nofileHard: hardNofile(), swapLimit: swapLimitSupported() };
+    const config = buildOciSpec(spec, this.hostOptions);
+    const existing = await this.state(spec.id);
+    // A stopped leftover (qube crashed, isolad restarted) holds nothing; anything else is live.
+    if (existing?.status === 'stopped') await this.destroy(spec.id);
+    else if (existing) throw new Error(`qube ${spec.id}: already ${existing.status} in the runtime; stop and destroy it first`);
+
+    const bundle = this.bundleDir(spec.id);
+    const configFile = path.join(bundle, 'config.json');
+    const pidFile = path.join(bundle, 'pid');
+    const runcLog = path.join(bundle, 'runtime.log');
+    let logFd: number | undefined;
+    try {
+      fs.mkdirSync(this.stateRoot, { recursive: true, mode: 0o700 });
+      fs.rmSync(bundle, { recursive: true, force: true });
+      fs.mkdirSync(bundle, { recursive: true, mode: 0o700 });
+      fs.writeFileSync(`${configFile}.tmp`, JSON.stringify(config, null, 2), { mode: 0o600 });
+      fs.renameSync(`${configFile}.tmp`, configFile);
+      fs.mkdirSync(path.dirname(spec.logFile), { recursive: true, mode: 0o700 });
+      logFd = fs.openSync(spec.logFile, 'a', 0o600);
+    } catch (err) {
+      if (logFd !== undefined) fs.closeSync(logFd);
+      fs.rmSync(bundle, { recursive: true, force: true });
+      throw new Error(`qube ${spec.id}: cannot prepare bundle ${bundle} or log ${spec.logFile}: ${(err as Error).message}`);
+    }
+
+    // Never pipes here: the detached qube inherits runc's stdio and would hold a pipe open forever.
+    const argv = ['--root', this.stateRoot, '--log', runcLog, '--log-format', 'json',
+      'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, spec.id];
+    let code: number | null;
+    try {
+      code = await new Promise<number | null>((resolve, reject) => {
+        const child = spawn(this.runtimePath, argv, { stdio: ['ignore', logFd, logFd], cwd: bundle });
+        const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
+        child.once('error', (err) => {
+          clearTimeout(timer);
+          reject(new Error(`qube ${spec.id}: cannot run ${this.runtimePath}: ${err.message}`));
+        });
+        child.once('exit', (c, sig) => {
+          clearTimeout(timer);
+          resolve(sig ? null : c);
+        });
+      });
+    } finally {
+      fs.closeSync(logFd);
+    }
+
+    if (code !== 0) {
+      let msg = code === null ? `killed after ${this.timeoutMs} ms` : '(no error message)';
+      try {
+        if (code !== null) msg = runcErrorLine(fs.readFileSync(runcLog, 'utf8'));
+      } catch {
+        // no runtime log: keep the generic message
+      }
+      await this.destroy(spec.id).catch(() => undefined);
+      throw new Error(`qube ${spec.id}: ${path.basename(this.runtimePath)} run failed: ${msg} (log: ${spec.logFile})`);
+    }
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+    } catch (err) {
+      throw new Error(`qube ${spec.id}: started but pid file ${pidFile} is unreadable: ${(err as Error).message}`);
+    }
+    return { id: spec.id, status: 'running', pid };
+  }
+
+  async signal(id: string, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    const res = await this.run(['kill', id, signal === 'SIGTERM' ? 'TERM' : 'KILL']);
+    if (res.code === 0) return;
+    const msg = runcErrorLine(res.stderr);
+    if (NOT_RUNNING_RE.test(msg)) return;
+    if (NOT_FOUND_RE.test(msg)) throw new Error(`qube ${id}: not known to the runtime (cannot send ${signal})`);
+    throw this.fail(id, `kill ${signal}`, res);
+  }
+
+  async destroy(id: string): Promise<void> {
+    const res = await this.run(['delete', '--force', id]);
+    if (res.code !== 0 && !NOT_FOUND_RE.test(runcErrorLine(res.stderr))) throw this.fail(id, 'delete --force', res);
+    try {
+      fs.rmSync(this.bundleDir(id), { recursive: true, force: true });
+    } catch (err) {
+      throw new Error(`qube ${id}: cannot remove bundle ${this.bundleDir(id)}: ${(err as Error).message}`);
+    }
+  }
+
+  async state(id: string): Promise<RuntimeInfo | undefined> {
+    const res = await this.run(['state', id]);
+    if (res.code !== 0) {
+      if (NOT_FOUND_RE.test(runcErrorLine(res.stderr))) return undefined;
+      throw this.fail(id, 'state', res);
+    }
+    return toInfo(parseJson(res.stdout, `qube ${id}: runtime state`) as RawState);
+  }
+
+  async list(): Promise<RuntimeInfo[]> {
+    const res = await this.run(['list', '--format', 'json']);
+    if (res.code !== 0) {
+      throw new Error(`runtime list under ${this.stateRoot} failed: ${runcErrorLine(res.stderr)}`);
+    }
+    const raw = parseJson(res.stdout, `runtime list under ${this.stateRoot}`);
+    return Array.isArray(raw) ? (raw as RawState[]).map(toInfo) : []; // runc prints null for none
+  }
+
+  async pids(id: string): Promise<number[]> {
+    const res = await this.run(['ps', '--format', 'json', id]);
+    if (res.code !== 0) {
+      const msg = runcErrorLine(res.stderr);
+      if (NOT_RUNNING_RE.test(msg)) return [];
+      if (NOT_FOUND_RE.test(msg)) throw new Error(`qube ${id}: not known to the runtime (no pids)`);
+      throw this.fail(id, 'ps', res);
+    }
+    const raw = parseJson(res.stdout, `qube ${id}: runtime ps`);
+    return Array.isArray(raw) ? raw.map(Number).filter((n) => Number.isInteger(n) && n > 0) : [];
+  }
+}
+
+interface RawState {
+  id: string;
+  pid?: number;
+  status?: string;
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text.trim() === '' ? 'null' : text);
+  } catch (err) {
+    throw new Error(`${what}: unparseable output (${(err as Error).message})`);
+  }
+}
+
+function toInfo(raw: RawState): RuntimeInfo {
+  const status = STATUSES.includes(raw.status as RuntimeStatus) ? (raw.status as RuntimeStatus) : 'stopped';
+  return { id: raw.id, status, pid: status === 'stopped' ? 0 : Number(raw.pid ?? 0) };
+}
+
+/**
+ * Removes this instance's cgroup parent from every hierarchy once its qubes are gone; the runtime
+ * deletes each qube's own cgroup but never the parent. Non-empty or absent directories are left.
+ */
+export function removeCgroupParent(cgroupParent: string, cgroupRoot = '/sys/fs/cgroup'): void {
+  const rel = cgroupParent.replace(/^\/+|\/+$/g, '');
+  if (rel === '' || rel.split('/').includes('..')) throw new Error(`cgroup parent ${cgroupParent}: not a safe relative path`);
+  const roots = [cgroupRoot, ...fs.readdirSync(cgroupRoot).map((d) => path.join(cgroupRoot, d))];
+  for (const root of roots) {
+    const segments = rel.split('/');
+    for (let n = segments.length; n > 0; n--) {
+      const dir = path.join(root, ...segments.slice(0, n));
+      try {
+        fs.rmdirSync(dir);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+        if (code === 'EBUSY' || code === 'ENOTEMPTY') break;
+        throw new Error(`${dir}: cannot remove cgroup (${code})`);
+      }
+    }
+  }
+}

@@ -1,0 +1,76 @@
+// The Admin API as a table: each method's contract (destination, argument, payload, scope,
+// read or write). The daemon's dispatcher enforces it; the CLI spells method names from it.
+
+export type Need = 'required' | 'forbidden' | 'optional';
+
+export interface MethodContract {
+  /** 'dom0' = the call is about the system; 'vm' = about one qube (not dom0); 'any' = either. */
+  dest: 'dom0' | 'vm' | 'any';
+  arg: Need;
+  payload: Need;
+  scope: 'global' | 'local';
+  access: 'ro' | 'rwx';
+  /** Replies as an event stream instead of one OK. */
+  stream?: boolean;
+  /** Isola extension (not a Qubes method): documented in docs/admin-api.md. */
+  extension?: boolean;
+}
+
+const c = (dest: MethodContract['dest'], arg: Need, payload: Need, scope: MethodContract['scope'], access: MethodContract['access'], extra: Partial<MethodContract> = {}): MethodContract => ({ dest, arg, payload, scope, access, ...extra });
+
+export const ADMIN_METHODS = {
+  'admin.vmclass.List': c('dom0', 'forbidden', 'forbidden', 'global', 'ro'),
+  'admin.vm.List': c('any', 'forbidden', 'forbidden', 'global', 'ro'),
+  'admin.vm.Create.AppVM': c('dom0', 'optional', 'required', 'global', 'rwx'),
+  'admin.vm.Create.TemplateVM': c('dom0', 'optional', 'required', 'global', 'rwx'),
+  'admin.vm.Create.StandaloneVM': c('dom0', 'optional', 'required', 'global', 'rwx'),
+  'admin.vm.Clone': c('vm', 'forbidden', 'required', 'global', 'rwx', { extension: true }),
+  'admin.vm.Remove': c('vm', 'forbidden', 'forbidden', 'global', 'rwx'),
+  'admin.vm.Start': c('vm', 'forbidden', 'forbidden', 'local', 'rwx'),
+  'admin.vm.Shutdown': c('vm', 'optional', 'forbidden', 'local', 'rwx'),
+  'admin.vm.Kill': c('vm', 'forbidden', 'forbidden', 'local', 'rwx'),
+  'admin.vm.CurrentState': c('vm', 'forbidden', 'forbidden', 'local', 'ro'),
+  'admin.vm.Run': c('vm', 'required', 'forbidden', 'local', 'rwx', { extension: true }),
+  'admin.vm.property.List': c('any', 'forbidden', 'forbidden', 'local', 'ro'),
+  'admin.vm.property.Get': c('any', 'required', 'forbidden', 'local', 'ro'),
+  'admin.vm.property.GetAll': c('any', 'forbidden', 'forbidden', 'local', 'ro'),
+  'admin.vm.property.GetDefault': c('any', 'required', 'forbidden', 'local', 'ro'),
+  'admin.vm.property.Help': c('any', 'required', 'forbidden', 'local', 'ro'),
+  'admin.vm.property.Set': c('any', 'required', 'optional', 'local', 'rwx'),
+  'admin.vm.property.Reset': c('any', 'required', 'forbidden', 'local', 'rwx'),
+  'admin.property.List': c('dom0', 'forbidden', 'forbidden', 'global', 'ro'),
+  'admin.property.Get': c('dom0', 'required', 'forbidden', 'global', 'ro'),
+  'admin.property.GetAll': c('dom0', 'forbidden', 'forbidden', 'global', 'ro'),
+  'admin.property.GetDefault': c('dom0', 'required', 'forbidden', 'global', 'ro'),
+  'admin.property.Help': c('dom0', 'required', 'forbidden', 'global', 'ro'),
+  'admin.property.Set': c('dom0', 'required', 'optional', 'global', 'rwx'),
+  'admin.property.Reset': c('dom0', 'required', 'forbidden', 'global', 'rwx'),
+  'admin.vm.feature.List': c('any', 'forbidden', 'forbidden', 'local', 'ro'),
+  'admin.vm.feature.Get': c('any', 'required', 'forbidden', 'local', 'ro'),
+  'admin.vm.feature.CheckWithTemplate': c('any', 'required', 'forbidden', 'local', 'ro'),
+  'admin.vm.feature.Set': c('any', 'required', 'optional', 'local', 'rwx'),
+  'admin.vm.feature.Remove': c('any', 'required', 'forbidden', 'local', 'rwx'),
+  'admin.vm.tag.List': c('any', 'forbidden', 'forbidden', 'local', 'ro'),
+  'admin.vm.tag.Get': c('any', 'required', 'forbidden', 'local', 'ro'),
+  'admin.vm.tag.Set': c('any', 'required', 'forbidden', 'local', 'rwx'),
+  'admin.vm.tag.Remove': c('any', 'required', 'forbidden', 'local', 'rwx'),
+  'admin.vm.volume.List': c('vm', 'forbidden', 'forbidden', 'local', 'ro'),
+  'admin.vm.volume.Info': c('vm', 'required', 'forbidden', 'local', 'ro'),
+  'admin.vm.volume.ListSnapshots': c('vm', 'required', 'forbidden', 'local', 'ro'),
+  'admin.vm.volume.Revert': c('vm', 'required', 'optional', 'local', 'rwx'),
+  'admin.vm.volume.Resize': c('vm', 'required', 'required', 'local', 'rwx'),
+  'admin.vm.volume.Set.revisions_to_keep': c('vm', 'required', 'required', 'local', 'rwx'),
+  'admin.label.List': c('dom0', 'forbidden', 'forbidden', 'global', 'ro'),
+  'admin.label.Get': c('dom0', 'required', 'forbidden', 'global', 'ro'),
+  'admin.label.Index': c('dom0', 'required', 'forbidden', 'global', 'ro'),
+  'admin.pool.List': c('dom0', 'forbidden', 'forbidden', 'global', 'ro'),
+  'admin.template.List': c('dom0', 'forbidden', 'forbidden', 'global', 'ro', { extension: true }),
+  'admin.template.Install': c('dom0', 'required', 'forbidden', 'global', 'rwx', { extension: true }),
+  'admin.Events': c('any', 'forbidden', 'forbidden', 'global', 'ro', { stream: true }),
+} as const satisfies Record<string, MethodContract>;
+
+export type AdminMethod = keyof typeof ADMIN_METHODS;
+
+export function isAdminMethod(untrusted: string): untrusted is AdminMethod {
+  return Object.prototype.hasOwnProperty.call(ADMIN_METHODS, untrusted);
+}

@@ -1,0 +1,85 @@
+// Qubes' volume layout per class (root, private, volatile) with Qubes' flags, and the storage
+// pool contract that drivers implement. Pure: no I/O.
+
+import type { QubeClass } from './qube';
+
+export type VolumeName = 'root' | 'private' | 'volatile';
+
+export interface VolumeKind {
+  name: VolumeName;
+  /** Fresh copy-on-write view of the source's last committed state at every start. */
+  snapOnStart: boolean;
+  /** Changes are committed as a new revision at stop (else discarded). */
+  saveOnStop: boolean;
+  rw: boolean;
+  defaultSize: number;
+}
+
+const GiB = 1024 ** 3;
+
+export function volumeLayout(klass: QubeClass): VolumeKind[] {
+  if (klass === 'AdminVM') return [];
+  const templateBased = klass === 'AppVM' || klass === 'DispVM';
+  return [
+    { name: 'root', snapOnStart: templateBased, saveOnStop: !templateBased, rw: true, defaultSize: 10 * GiB },
+    { name: 'private', snapOnStart: klass === 'DispVM', saveOnStop: klass !== 'DispVM', rw: true, defaultSize: 2 * GiB },
+    { name: 'volatile', snapOnStart: false, saveOnStop: false, rw: true, defaultSize: 10 * GiB },
+  ];
+}
+
+export interface IdRange {
+  base: number;
+  count: number;
+}
+
+/** What a pool needs to know of a qube. */
+export interface QubeVolumes {
+  uuid: string;
+  klass: QubeClass;
+  /** For snapshot volumes: the uuid of the qube whose committed root this one starts from. */
+  sourceUuid?: string;
+}
+
+export interface StartedVolumes {
+  /** Mounted root filesystem. */
+  rootfs: string;
+  /** Mounted private volume (bound at /rw, and /rw/home at /home). */
+  privateDir: string;
+  /** The revision of the source root this start sees (for `is_outdated`). */
+  rootRevision: string;
+}
+
+export interface Revision {
+  name: string;
+  /** ISO time it was committed. */
+  committed: string;
+}
+
+export interface VolumeUsage {
+  usage: number;
+  revisions: Revision[];
+  /** Newest committed revision (the one the next start uses). */
+  current: string;
+  path: string;
+}
+
+export interface StoragePool {
+  readonly name: string;
+  readonly driver: string;
+  /** Creates the volumes of a new qube. copyRootFrom: standalone copies of a template's root. */
+  create(q: QubeVolumes, opts: { copyRootFrom?: QubeVolumes }): Promise<void>;
+  /** Fills a new template's root from a directory-producing step (e.g. tar extraction). */
+  importRoot(q: QubeVolumes, fill: (dir: string) => Promise<void>): Promise<void>;
+  start(q: QubeVolumes, ids: IdRange): Promise<StartedVolumes>;
+  /** Unmounts; with commit, save_on_stop volumes become a new revision, others are discarded. */
+  stop(q: QubeVolumes, ids: IdRange, commit: boolean): Promise<void>;
+  remove(uuid: string): Promise<void>;
+  clone(src: QubeVolumes, dst: QubeVolumes): Promise<void>;
+  usage(q: QubeVolumes, volume: VolumeName): Promise<VolumeUsage>;
+  /** Reverts to a kept revision (default: the previous one). Qube must be halted. */
+  revert(q: QubeVolumes, volume: VolumeName, revision: string | undefined, keep: number): Promise<void>;
+  /** Uuids that have volumes in this pool (for garbage collection after a crash). */
+  list(): Promise<string[]>;
+  /** Unmounts anything left mounted for a qube (after a crash). */
+  cleanupMounts(uuid: string): Promise<void>;
+}

@@ -1,0 +1,53 @@
+// Where one isolad instance keeps its things. ISOLA_HOME and ISOLA_SOCKET select the instance;
+// every host-global name (runc root, cgroups, uid ranges) is derived from it so instances never meet.
+
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+
+export interface DaemonConfig {
+  home: string;
+  socket: string;
+  cache: string;
+  /** 8 hex chars naming this instance in host-global places. */
+  instance: string;
+  dbPath: string;
+  poolDir: string;
+  runDir: string;
+  agentDir: string;
+  libDir: string;
+  logDir: string;
+  runcRoot: string;
+  bundleRoot: string;
+  cgroupParent: string;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
+  const home = path.resolve(env.ISOLA_HOME || '/var/lib/isola');
+  const socket = path.resolve(env.ISOLA_SOCKET || '/run/isola/isolad.sock');
+  const cache = path.resolve(env.ISOLA_CACHE || '/var/cache/isola');
+  const instance = createHash('sha256').update(home).digest('hex').slice(0, 8);
+  return {
+    home,
+    socket,
+    cache,
+    instance,
+    dbPath: path.join(home, 'isola.db'),
+    poolDir: path.join(home, 'pools', 'default'),
+    runDir: path.join(home, 'run'),
+    agentDir: path.join(home, 'agent'),
+    libDir: path.join(home, 'lib'),
+    logDir: path.join(home, 'log'),
+    runcRoot: path.join('/run/isola-runc', instance),
+    bundleRoot: path.join(home, 'bundles'),
+    cgroupParent: `isola-${instance}`,
+  };
+}
+
+export const ID_RANGE = 65536;
+
+/** Host uid range of a qube: distinct per qube and per instance, never overlapping the host's own ids. */
+export function uidBase(instance: string, qid: number): number {
+  const inst = parseInt(instance.slice(0, 6), 16) % 48;
+  const slot = 1024 + inst * 1024 + (qid % 1024);
+  return slot * ID_RANGE;
+}

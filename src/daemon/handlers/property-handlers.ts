@@ -1,0 +1,94 @@
+// admin.vm.property.* and admin.property.* (global prefs): Qubes' reply formats
+// (`default=True type=int 400`), validation before any write, and property-set events.
+
+import { GLOBAL_PROPERTIES, globalPropertyDef, parseGlobalValue } from '../../core/global-properties';
+import { propertiesOf, propertyDef, parsePropertyValue, resolveProperty } from '../../core/properties';
+import { formatValue } from '../../core/property-types';
+import { propertyValueError, QubesError } from '../../core/errors';
+import type { AdminMethod } from '../../core/admin-methods';
+import type { Handler } from '../admin-server';
+import type { QubeRecord } from '../../core/qube';
+import { destQube, payloadText, type HandlerDeps } from './context';
+
+const withoutProp = (q: QubeRecord, name: string): QubeRecord => ({ ...q, props: Object.fromEntries(Object.entries(q.props).filter(([k]) => k !== name)) });
+const escape = (s: string) => s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+
+export function propertyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
+  const col = d.collection;
+  const getLine = (qname: string, prop: string) => {
+    const q = col.get(qname);
+    const def = propertyDef(q, prop);
+    const r = resolveProperty(q, prop, col.world());
+    return `default=${r.isDefault ? 'True' : 'False'} type=${def.type} ${formatValue(r.value)}`;
+  };
+  const globalLine = (prop: string) => {
+    const def = globalPropertyDef(prop);
+    const r = col.globalValue(prop);
+    return `default=${r.isDefault ? 'True' : 'False'} type=${def.type} ${formatValue(r.value)}`;
+  };
+  return {
+    'admin.vm.property.List': (ctx) => propertiesOf(destQube(d, ctx).klass).map((p) => p.name).sort().join('\n') + '\n',
+    'admin.vm.property.Get': (ctx) => getLine(ctx.req.dest, ctx.req.arg),
+    'admin.vm.property.GetAll': (ctx) => {
+      const q = destQube(d, ctx);
+      return propertiesOf(q.klass).map((p) => p.name).sort().map((p) => `${p} ${escape(getLine(q.name, p))}\n`).join('');
+    },
+    'admin.vm.property.GetDefault': (ctx) => {
+      const q = destQube(d, ctx);
+      const def = propertyDef(q, ctx.req.arg);
+      if (!def.default) return '';
+      return `type=${def.type} ${formatValue(def.default(withoutProp(q, def.name), col.world()))}`;
+    },
+    'admin.vm.property.Help': (ctx) => propertyDef(destQube(d, ctx), ctx.req.arg).help,
+    'admin.vm.property.Set': (ctx) => {
+      const q = destQube(d, ctx);
+      const name = ctx.req.arg;
+      const untrustedValue = payloadText(ctx);
+      const value = parsePropertyValue(q, name, untrustedValue, col.world());
+      if (name === 'template' && col.powerState(q) !== 'Halted') {
+        throw new QubesError('QubesVMNotHaltedError', `Cannot change template of a running qube: ${q.name}`);
+      }
+      const old = resolveProperty(q, name, col.world()).value;
+      col.write(() => col.store.setProp(q.qid, name, value));
+      d.events.emit(q.name, `property-set:${name}`, { name, newvalue: formatValue(value), oldvalue: formatValue(old) });
+      return '';
+    },
+    'admin.vm.property.Reset': (ctx) => {
+      const q = destQube(d, ctx);
+      const name = ctx.req.arg;
+      const def = propertyDef(q, name);
+      if (def.readOnly) throw propertyValueError(q.name, name, 'property is read-only');
+      if (!def.default) throw propertyValueError(q.name, name, 'property has no default value');
+      // The default must itself be valid now (e.g. the global default_netvm may point at this qube).
+      const draft = withoutProp(q, name);
+      const value = def.default(draft, col.world());
+      const problem = value === null ? undefined : def.check?.(value, draft, col.world());
+      if (problem) throw propertyValueError(q.name, name, `default value refused: ${problem}`);
+      col.write(() => col.store.resetProp(q.qid, name));
+      d.events.emit(q.name, `property-reset:${name}`, { name });
+      return '';
+    },
+    'admin.property.List': () => GLOBAL_PROPERTIES.map((p) => p.name).sort().join('\n') + '\n',
+    'admin.property.Get': (ctx) => globalLine(ctx.req.arg),
+    'admin.property.GetAll': () => GLOBAL_PROPERTIES.map((p) => p.name).sort().map((p) => `${p} ${escape(globalLine(p))}\n`).join(''),
+    'admin.property.GetDefault': (ctx) => {
+      const def = globalPropertyDef(ctx.req.arg);
+      return `type=${def.type} ${formatValue(def.default)}`;
+    },
+    'admin.property.Help': (ctx) => globalPropertyDef(ctx.req.arg).help,
+    'admin.property.Set': (ctx) => {
+      const name = ctx.req.arg;
+      const value = parseGlobalValue(name, payloadText(ctx), col.world(), [d.pool.name]);
+      col.write(() => col.store.setGlobal(name, value));
+      d.events.emit('', `property-set:${name}`, { name, newvalue: formatValue(value) });
+      return '';
+    },
+    'admin.property.Reset': (ctx) => {
+      const name = ctx.req.arg;
+      globalPropertyDef(name);
+      col.write(() => col.store.resetGlobal(name));
+      d.events.emit('', `property-reset:${name}`, { name });
+      return '';
+    },
+  };
+}

@@ -1,0 +1,99 @@
+// isolad's composition root: opens the store, the pool, the backend and the agent channels,
+// reconciles with what survived a restart, and serves the Admin API.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { RuncBackend } from '../backends/sandbox';
+import type { Backend } from '../core/backend';
+import { OverlayPool } from '../storage/overlay-pool';
+import { Store } from '../store/store';
+import { AdminServer } from './admin-server';
+import { Collection } from './collection';
+import { loadConfig, type DaemonConfig } from './config';
+import { EventBus } from './event-bus';
+import { featureTagHandlers } from './handlers/feature-tag-handlers';
+import { lifecycleHandlers } from './handlers/lifecycle-handlers';
+import { propertyHandlers } from './handlers/property-handlers';
+import { templateHandlers } from './handlers/template-handlers';
+import { vmHandlers } from './handlers/vm-handlers';
+import { volumeHandlers } from './handlers/volume-handlers';
+import type { HandlerDeps } from './handlers/context';
+import { Lifecycle } from './lifecycle';
+import { stderrLogger, type Logger } from './logger';
+import { reconcile } from './reconcile';
+import { runHandler } from './run-relay';
+
+export interface Isolad {
+  config: DaemonConfig;
+  collection: Collection;
+  lifecycle: Lifecycle;
+  stop(): Promise<void>;
+}
+
+/** The agent bundle shipped next to the compiled daemon. */
+export function agentBundlePath(): string {
+  return path.resolve(__dirname, '../agent/isola-agent.js');
+}
+
+async function prepareDirs(cfg: DaemonConfig): Promise<void> {
+  // 0711: qubes' unprivileged-on-host roots must traverse to their own (0700) directories only.
+  for (const dir of [cfg.home, cfg.runDir, cfg.agentDir]) {
+    await fs.mkdir(dir, { recursive: true });
+    await fs.chmod(dir, 0o711);
+  }
+  for (const dir of [cfg.poolDir, cfg.logDir, cfg.bundleRoot, path.dirname(cfg.poolDir)]) await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  await fs.mkdir(cfg.libDir, { recursive: true });
+  await fs.chmod(cfg.libDir, 0o755);
+  // Every qube gets the agent of this isolad, bound read-only: agent and daemon always match.
+  const tmp = path.join(cfg.libDir, `.isola-agent.js.${process.pid}`);
+  await fs.copyFile(agentBundlePath(), tmp);
+  await fs.chmod(tmp, 0o644);
+  await fs.rename(tmp, path.join(cfg.libDir, 'isola-agent.js'));
+}
+
+export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger; backend?: Backend } = {}): Promise<Isolad> {
+  const config = loadConfig(opts.env);
+  const log = opts.log ?? stderrLogger();
+  if (process.getuid?.() !== 0) throw new Error('isolad must run as root (it manages mounts, namespaces and cgroups)');
+  await prepareDirs(config);
+  const store = new Store(config.dbPath);
+  const collection = new Collection(store);
+  const events = new EventBus();
+  const pool = new OverlayPool('default', config.poolDir, config.runDir);
+  const backend = opts.backend ?? new RuncBackend({ stateRoot: config.runcRoot, bundleRoot: config.bundleRoot });
+  const lifecycle = new Lifecycle({ config, collection, pool, backend, events, log });
+  await reconcile(collection, lifecycle, backend, pool, log);
+  const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log };
+  const handlers = {
+    ...vmHandlers(deps),
+    ...propertyHandlers(deps),
+    ...featureTagHandlers(deps),
+    ...volumeHandlers(deps),
+    ...lifecycleHandlers(deps),
+    ...templateHandlers(deps),
+  };
+  const server = new AdminServer(handlers, { 'admin.vm.Run': runHandler(deps) }, events, log);
+  await server.listen(config.socket);
+  lifecycle.startSweep();
+  log.info(`listening on ${config.socket} (home ${config.home}, instance ${config.instance})`);
+  await autostart(collection, lifecycle, log);
+  return {
+    config,
+    collection,
+    lifecycle,
+    async stop() {
+      lifecycle.stopSweep();
+      await server.close();
+      // Qubes keep running: a new isolad reattaches to them.
+      for (const a of lifecycle.agents.values()) await a.close().catch(() => undefined);
+      store.close();
+    },
+  };
+}
+
+async function autostart(col: Collection, lifecycle: Lifecycle, log: Logger): Promise<void> {
+  for (const q of col.all()) {
+    if (q.klass === 'AdminVM' || col.powerState(q) !== 'Halted' || col.prop(q, 'autostart') !== true) continue;
+    await lifecycle.start(q.name).catch((e: Error) => log.error(`autostart ${q.name}: ${e.message}`));
+  }
+}

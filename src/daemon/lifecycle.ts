@@ -1,0 +1,250 @@
+// Starting, stopping and watching qubes: volumes, agent channel and backend in the right order,
+// with state recorded so that isolad killed at any moment restarts into a consistent state.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Backend } from '../core/backend';
+import { QubesError } from '../core/errors';
+import type { QubeRecord } from '../core/qube';
+import type { IdRange, QubeVolumes, StoragePool } from '../core/volumes';
+import { AgentListener } from '../qrexec/agent-link';
+import type { Collection } from './collection';
+import { ID_RANGE, uidBase, type DaemonConfig } from './config';
+import type { EventBus } from './event-bus';
+import type { Logger } from './logger';
+import { QubeLocks } from './qube-locks';
+import { agentSocketDir, buildRuntimeSpec, runtimeId } from './qube-runtime-spec';
+import { deathReason } from './death-reason';
+
+export interface LifecycleDeps {
+  config: DaemonConfig;
+  collection: Collection;
+  pool: StoragePool & { squashIfDeep?(uuid: string, vol: 'root' | 'private'): Promise<boolean> };
+  backend: Backend;
+  events: EventBus;
+  log: Logger;
+}
+
+export class Lifecycle {
+  readonly agents = new Map<string, AgentListener>();
+  private readonly locks = new QubeLocks();
+  private sweepTimer?: NodeJS.Timeout;
+
+  constructor(private readonly d: LifecycleDeps) {}
+
+  volumesOf(q: QubeRecord): QubeVolumes {
+    const template = typeof q.props.template === 'string' ? this.d.collection.find(q.props.template) : undefined;
+    return { uuid: q.uuid, klass: q.klass, sourceUuid: template?.uuid };
+  }
+
+  ids(q: QubeRecord): IdRange {
+    return { base: uidBase(this.d.config.instance, q.qid), count: ID_RANGE };
+  }
+
+  /** Runs fn under the qube's lifecycle lock. */
+  locked<T>(q: QubeRecord, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(q.uuid, fn);
+  }
+
+  agent(q: QubeRecord): AgentListener {
+    const a = this.agents.get(q.uuid);
+    if (!a || this.d.collection.powerState(q) !== 'Running') throw new QubesError('QubesVMNotRunningError', `Domain is not running: ${q.name}`);
+    return a;
+  }
+
+  async start(name: string): Promise<void> {
+    const q0 = this.d.collection.get(name);
+    return this.locked(q0, async () => {
+      const q = this.d.collection.get(name);
+      if (q.klass === 'AdminVM' || this.d.collection.powerState(q) !== 'Halted') {
+        throw new QubesError('QubesVMNotHaltedError', `Domain is running: ${name}`);
+      }
+      const { collection: col, events, log } = this.d;
+      const started = Date.now();
+      col.write(() => {
+        col.store.putRuntime({ qid: q.qid, state: 'starting', runtimeId: runtimeId(q), backend: this.d.backend.name, startedAt: started, rootRevision: '' });
+        col.store.setLastError(q.qid, null);
+      });
+      events.emit(name, 'domain-pre-start');
+      const ids = this.ids(q);
+      let agent: AgentListener | undefined;
+      try {
+        const vols = await this.d.pool.start(this.volumesOf(q), ids);
+        await ensureOwnedDir(path.join(vols.privateDir, 'home'), ids.base, 0o755);
+        agent = await this.openAgent(q, ids);
+        const hello = waitFor(agent, 'hello', Number(col.prop(q, 'qrexec_timeout')) * 1000, `${name}: the agent did not connect`);
+        await this.d.backend.start(buildRuntimeSpec(this.d.config, col, q, vols));
+        await hello;
+        col.write(() => col.store.putRuntime({ qid: q.qid, state: 'running', runtimeId: runtimeId(q), backend: this.d.backend.name, startedAt: started, rootRevision: vols.rootRevision }));
+        log.info(`${name}: started in ${Date.now() - started} ms`);
+        events.emit(name, 'domain-start');
+      } catch (e) {
+        const msg = (e as Error).message;
+        log.error(`${name}: start failed: ${msg}`);
+        await agent?.close().catch(() => undefined);
+        this.agents.delete(q.uuid);
+        await this.d.backend.destroy(runtimeId(q)).catch(() => undefined);
+        await this.d.pool.stop(this.volumesOf(q), ids, false).catch((err: Error) => log.error(`${name}: cleanup: ${err.message}`));
+        col.write(() => {
+          col.store.deleteRuntime(q.qid);
+          col.store.setLastError(q.qid, `start failed: ${msg}`);
+        });
+        events.emit(name, 'domain-start-failed', { reason: msg });
+        throw new QubesError('QubesVMError', `Failed to start ${name}: ${msg}`);
+      }
+    });
+  }
+
+  private async openAgent(q: QubeRecord, ids: IdRange): Promise<AgentListener> {
+    const dir = agentSocketDir(this.d.config, q);
+    await ensureOwnedDir(dir, ids.base, 0o700);
+    const old = this.agents.get(q.uuid);
+    await old?.close().catch(() => undefined);
+    const col = this.d.collection;
+    const agent = new AgentListener({
+      socketPath: path.join(dir, 'agent.sock'),
+      name: q.name,
+      // Resolved at each exec, so a changed default_user applies without a restart.
+      defaultUser: () => String(col.prop(col.find(q.name) ?? q, 'default_user')),
+      log: (line) => this.d.log.info(line),
+    });
+    await agent.listen();
+    agent.on('disconnect', () => void this.checkStopped(q.name));
+    this.agents.set(q.uuid, agent);
+    return agent;
+  }
+
+  /** After an isolad restart: listen for the running qube's agent again (it reconnects by itself). */
+  async reattach(q: QubeRecord): Promise<void> {
+    await this.openAgent(q, this.ids(q));
+  }
+
+  async shutdown(name: string, opts: { wait: boolean; force: boolean }): Promise<void> {
+    const q = this.d.collection.get(name);
+    const state = this.d.collection.powerState(q);
+    if (q.klass === 'AdminVM') throw new QubesError('QubesVMError', 'dom0 cannot be shut down by isolad');
+    if (state === 'Halted') throw new QubesError('QubesVMNotStartedError', `Domain is powered off: ${name}`);
+    const timeoutS = Number(this.d.collection.prop(q, 'shutdown_timeout'));
+    const done = this.locked(q, async () => {
+      const rt = this.runtimeRow(q);
+      if (!rt) return;
+      this.d.collection.write(() => this.d.collection.store.putRuntime({ ...rt, state: 'stopping' }));
+      this.d.events.emit(name, 'domain-pre-shutdown');
+      const agent = this.agents.get(q.uuid);
+      if (agent?.connected) await agent.shutdown(timeoutS).catch(() => undefined);
+      else await this.d.backend.signal(rt.runtimeId, 'SIGTERM').catch(() => undefined);
+      if (!(await this.waitStopped(rt.runtimeId, timeoutS * 1000))) {
+        this.d.log.warn(`${name}: did not stop within ${timeoutS} s, killing it`);
+        await this.d.backend.signal(rt.runtimeId, 'SIGKILL').catch(() => undefined);
+        await this.waitStopped(rt.runtimeId, 10_000);
+      }
+      await this.finishStop(q, null);
+    });
+    if (opts.wait) await done;
+    else done.catch((e: Error) => this.d.log.error(`${name}: shutdown: ${e.message}`));
+  }
+
+  async kill(name: string): Promise<void> {
+    const q = this.d.collection.get(name);
+    if (q.klass === 'AdminVM') throw new QubesError('QubesVMError', 'dom0 cannot be killed');
+    if (this.d.collection.powerState(q) === 'Halted') throw new QubesError('QubesVMNotStartedError', `Domain is powered off: ${name}`);
+    await this.locked(q, async () => {
+      const rt = this.runtimeRow(q);
+      if (!rt) return;
+      await this.d.backend.signal(rt.runtimeId, 'SIGKILL').catch(() => undefined);
+      await this.waitStopped(rt.runtimeId, 10_000);
+      await this.finishStop(q, null);
+    });
+  }
+
+  private runtimeRow(q: QubeRecord) {
+    return this.d.collection.store.runtimes().find((r) => r.qid === q.qid);
+  }
+
+  private async waitStopped(id: string, ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    for (;;) {
+      const st = await this.d.backend.state(id);
+      if (!st || st.status === 'stopped') return true;
+      if (Date.now() > until) return false;
+      await sleep(50);
+    }
+  }
+
+  /** After the runtime stopped: commit or discard volumes, forget the runtime. Caller holds the lock. */
+  private async finishStop(q: QubeRecord, unexpected: string | null): Promise<void> {
+    const { collection: col, log } = this.d;
+    const rt = this.runtimeRow(q);
+    if (!rt) return;
+    const commit = rt.state !== 'starting';
+    const agent = this.agents.get(q.uuid);
+    this.agents.delete(q.uuid);
+    await agent?.close().catch(() => undefined);
+    await this.d.backend.destroy(rt.runtimeId).catch((e: Error) => log.error(`${q.name}: ${e.message}`));
+    await this.d.pool.stop(this.volumesOf(q), this.ids(q), commit);
+    col.write(() => {
+      col.store.deleteRuntime(q.qid);
+      if (unexpected) col.store.setLastError(q.qid, unexpected);
+    });
+    if (unexpected) log.error(`${q.name}: ${unexpected}`);
+    else log.info(`${q.name}: halted`);
+    await this.maybeSquash(q);
+    this.d.events.emit(q.name, 'domain-shutdown', unexpected ? { reason: unexpected } : {});
+  }
+
+  /** Long layer stacks are squashed when nothing running still reads their layers. */
+  private async maybeSquash(q: QubeRecord): Promise<void> {
+    if (!this.d.pool.squashIfDeep) return;
+    const users = this.d.collection.all().filter((o) => o.props.template === q.name && this.d.collection.powerState(o) !== 'Halted');
+    if (users.length === 0) await this.d.pool.squashIfDeep(q.uuid, 'root').catch(() => false);
+    await this.d.pool.squashIfDeep(q.uuid, 'private').catch(() => false);
+  }
+
+  /** Called when an agent disconnects and by the periodic sweep: notices qubes whose runtime died. */
+  async checkStopped(name: string): Promise<void> {
+    const q = this.d.collection.find(name);
+    if (!q) return;
+    await this.locked(q, async () => {
+      const rt = this.runtimeRow(q);
+      if (!rt || rt.state === 'starting') return;
+      const st = await this.d.backend.state(rt.runtimeId);
+      if (st && st.status !== 'stopped') return;
+      const why = rt.state === 'stopping' ? null : await deathReason(this.d.config, rt.runtimeId);
+      await this.finishStop(q, why);
+    });
+  }
+
+  startSweep(intervalMs = 2000): void {
+    this.sweepTimer = setInterval(() => {
+      for (const rt of this.d.collection.store.runtimes()) {
+        const q = this.d.collection.byQid(rt.qid);
+        if (q && rt.state !== 'starting') void this.checkStopped(q.name).catch(() => undefined);
+      }
+    }, intervalMs);
+    this.sweepTimer.unref();
+  }
+
+  stopSweep(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+  }
+}
+
+export async function ensureOwnedDir(dir: string, owner: number, mode: number): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  await fs.chown(dir, owner, owner);
+  await fs.chmod(dir, mode);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function waitFor(emitter: AgentListener, event: string, ms: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s`)), ms);
+    emitter.once(event, () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,52 @@
+// Turns a qube's properties and prepared volumes into the backend's runtime spec: limits,
+// mounts (private at /rw, /home from it, the agent channel, the agent itself) and the init argv.
+
+import path from 'node:path';
+import type { QubeRuntimeSpec } from '../core/backend';
+import type { QubeRecord } from '../core/qube';
+import type { StartedVolumes } from '../core/volumes';
+import type { Collection } from './collection';
+import { ID_RANGE, uidBase, type DaemonConfig } from './config';
+
+export const AGENT_IN_QUBE = '/usr/lib/isola/isola-agent.js';
+/** Node flags that keep the per-qube agent small (measured in bench/). */
+export const AGENT_NODE_FLAGS = ['--max-old-space-size=16', '--max-semi-space-size=1', '--stack-size=512'];
+
+export function runtimeId(q: QubeRecord): string {
+  return `${q.name}.${q.qid}`;
+}
+
+export function agentSocketDir(cfg: DaemonConfig, q: QubeRecord): string {
+  return path.join(cfg.agentDir, q.uuid);
+}
+
+export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeRecord, vols: StartedVolumes): QubeRuntimeSpec {
+  const memory = Number(col.prop(q, 'memory'));
+  const maxmem = Number(col.prop(q, 'maxmem'));
+  return {
+    id: runtimeId(q),
+    hostname: q.name,
+    rootfs: vols.rootfs,
+    mounts: [
+      { source: vols.privateDir, destination: '/rw', readonly: false },
+      { source: path.join(vols.privateDir, 'home'), destination: '/home', readonly: false },
+      { source: agentSocketDir(cfg, q), destination: '/run/isola', readonly: false },
+      { source: path.join(cfg.libDir, 'isola-agent.js'), destination: AGENT_IN_QUBE, readonly: true },
+    ],
+    uidBase: uidBase(cfg.instance, q.qid),
+    uidCount: ID_RANGE,
+    memoryMiB: memory,
+    maxmemMiB: Math.max(maxmem, memory),
+    vcpus: Number(col.prop(q, 'vcpus')),
+    pidsLimit: 4096,
+    init: ['/usr/bin/node', ...AGENT_NODE_FLAGS, AGENT_IN_QUBE],
+    env: [
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      `ISOLA_QUBE_NAME=${q.name}`,
+      `ISOLA_DEFAULT_USER=${String(col.prop(q, 'default_user'))}`,
+      'ISOLA_AGENT_SOCKET=/run/isola/agent.sock',
+    ],
+    logFile: path.join(cfg.logDir, `guest-${q.name}.log`),
+    cgroupParent: cfg.cgroupParent,
+  };
+}

@@ -1,0 +1,51 @@
+// After an isolad restart (clean or kill -9): make the store agree with what the runtime and
+// the pool really hold. Running qubes stay Running and usable, unfinished starts become Halted,
+// and orphaned containers, mounts and half-created volumes are removed.
+
+import type { Backend } from '../core/backend';
+import type { StoragePool } from '../core/volumes';
+import type { Collection } from './collection';
+import type { Lifecycle } from './lifecycle';
+import type { Logger } from './logger';
+
+export async function reconcile(col: Collection, lifecycle: Lifecycle, backend: Backend, pool: StoragePool, log: Logger): Promise<void> {
+  const runtimes = col.store.runtimes();
+  const known = new Set<string>();
+  for (const rt of runtimes) {
+    const q = col.byQid(rt.qid);
+    if (!q) continue;
+    known.add(rt.runtimeId);
+    const st = await backend.state(rt.runtimeId);
+    const alive = st !== undefined && st.status === 'running';
+    if (rt.state === 'running' && alive) {
+      await lifecycle.reattach(q);
+      log.info(`${q.name}: still running, reattached`);
+      continue;
+    }
+    // A start that did not finish, or a qube that stopped while isolad was away.
+    await backend.destroy(rt.runtimeId).catch(() => undefined);
+    const commit = rt.state !== 'starting';
+    await pool.stop(lifecycle.volumesOf(q), lifecycle.ids(q), commit).catch((e: Error) => log.error(`${q.name}: ${e.message}`));
+    col.write(() => {
+      col.store.deleteRuntime(q.qid);
+      col.store.setLastError(q.qid, rt.state === 'starting' ? 'start interrupted (isolad restarted)' : 'stopped while isolad was not running');
+    });
+    log.warn(`${q.name}: ${rt.state === 'starting' ? 'unfinished start rolled back' : 'found stopped'}; now Halted`);
+  }
+  for (const info of await backend.list()) {
+    if (!known.has(info.id)) {
+      log.warn(`removing orphaned runtime ${info.id}`);
+      await backend.destroy(info.id).catch((e: Error) => log.error(e.message));
+    }
+  }
+  const uuids = new Set(col.all().map((q) => q.uuid));
+  const running = new Set(col.store.runtimes().map((r) => col.byQid(r.qid)?.uuid));
+  for (const uuid of await pool.list()) {
+    if (!uuids.has(uuid)) {
+      log.warn(`removing volumes of a qube that was never saved: ${uuid}`);
+      await pool.remove(uuid);
+    } else if (!running.has(uuid)) {
+      await pool.cleanupMounts(uuid);
+    }
+  }
+}

@@ -1,0 +1,59 @@
+// `isola setup`: the default template and Qubes' default qubes, through the Admin API only.
+// Idempotent: what exists is left as it is, so it can run at every `npm start`.
+
+import { AdminClient } from '../cli/admin-client';
+import { isQubesError } from '../core/errors';
+
+export const DEFAULT_TEMPLATE = 'debian-12';
+
+/** Qubes' default app qubes (salt qvm.work, qvm.personal, …); vault never gets a network. */
+export const DEFAULT_QUBES: readonly { name: string; label: string; props: Record<string, string> }[] = [
+  { name: 'work', label: 'blue', props: {} },
+  { name: 'personal', label: 'yellow', props: {} },
+  { name: 'untrusted', label: 'red', props: {} },
+  { name: 'vault', label: 'black', props: { netvm: '' } },
+];
+
+export interface SetupIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  isTTY: boolean;
+  client?: AdminClient;
+}
+
+export async function runSetup(io: SetupIo): Promise<number> {
+  const client = io.client ?? new AdminClient();
+  try {
+    const names = new Set((await client.call('admin.vm.List', 'dom0')).split('\n').filter(Boolean).map((l) => l.split(' ')[0]));
+    if (!names.has(DEFAULT_TEMPLATE)) {
+      io.out(`Installing template ${DEFAULT_TEMPLATE} (built from Debian's archive, cached)...\n`);
+      let lastTenth = -1;
+      const close = await client.events((e) => {
+        if (e.event !== 'template-install-progress' || e.kwargs.template !== DEFAULT_TEMPLATE) return;
+        const tenth = Math.floor(Number(e.kwargs.fraction) * 10);
+        if (tenth !== lastTenth) {
+          lastTenth = tenth;
+          io.out(`  ${tenth * 10}% ${e.kwargs.stage}\n`);
+        }
+      });
+      try {
+        await client.call('admin.template.Install', 'dom0', { arg: DEFAULT_TEMPLATE });
+      } finally {
+        close();
+      }
+    }
+    const defaultTemplate = (await client.call('admin.property.Get', 'dom0', { arg: 'default_template' })).split(' ').slice(2).join(' ');
+    if (!defaultTemplate) await client.call('admin.property.Set', 'dom0', { arg: 'default_template', payload: DEFAULT_TEMPLATE });
+    for (const q of DEFAULT_QUBES) {
+      if (names.has(q.name)) continue;
+      await client.call('admin.vm.Create.AppVM', 'dom0', { arg: DEFAULT_TEMPLATE, payload: `name=${q.name} label=${q.label}` });
+      for (const [k, v] of Object.entries(q.props)) await client.call('admin.vm.property.Set', q.name, { arg: k, payload: v });
+      io.out(`Created ${q.name} (${q.label})\n`);
+    }
+    io.out('Setup done.\n');
+    return 0;
+  } catch (e) {
+    io.err(`isola setup: error: ${isQubesError(e) ? e.message : (e as Error).message}\n`);
+    return 1;
+  }
+}

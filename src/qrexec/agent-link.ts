@@ -1,0 +1,376 @@
+// isolad's end of one qube's agent channel: listens on <qube dir>/agent.sock, where the socket that accepted a
+// connection is the qube's identity (never a message field); tracks the agent's control connection, runs execs.
+
+import { EventEmitter } from 'events';
+import { createServer, type Server, type Socket } from 'net';
+import { chmodSync, lstatSync, statSync, unlinkSync } from 'fs';
+import { randomBytes } from 'crypto';
+import { Readable, Writable } from 'stream';
+import { QubesError } from '../core/errors';
+import { FramedSocket, type Frame } from './frame-reader';
+import { pipeFrames, EXIT_QREXEC_PROBLEM, type PipeFramesOptions } from './client';
+import {
+  AFTER_STDOUT_EOF, AGENT_TO_DAEMON_BIND, AGENT_TO_DAEMON_CONTROL, AGENT_TO_DAEMON_DATA, EMPTY, HELLO_FLAG_CONTROL,
+  HELLO_FLAG_DATA, MAX_PAYLOAD, MSG_DATA_STDIN, MSG_DATA_STDOUT, MSG_DATA_STDERR, MSG_EXEC_CMDLINE, MSG_JUST_EXEC,
+  MSG_PING, MSG_PONG, MSG_SERVICE_REFUSED, MSG_SHUTDOWN, MSG_TRIGGER_SERVICE3, NOTHING, encodeExecParams,
+  encodeServiceParams, encodeU32, isValidUserName, parseExitCode, parseTriggerService3, parseU32,
+  type Hello, type TriggerService3,
+} from './protocol';
+
+export interface AgentListenerOptions {
+  socketPath: string;
+  /** Qube name, for log lines and error messages. */
+  name?: string;
+  /** How long exec() waits for the agent's data connection (default 10 s). */
+  dataConnectTimeoutMs?: number;
+  /** How long a new connection may take to say HELLO and, for data, MSG_DATA_CONNECT (default 5 s). */
+  helloTimeoutMs?: number;
+  /** Cap on simultaneous connections, so a hostile qube cannot exhaust isolad's descriptors (default 512). */
+  maxConnections?: number;
+  /** Replaces `DEFAULT` in exec() on this side, so a changed default_user applies without restarting the qube. */
+  defaultUser?: string | (() => string);
+  log?: (line: string) => void;
+}
+
+export interface ExecOptions {
+  /** MSG_JUST_EXEC: stdio to /dev/null, nothing waited for; the session's exit resolves 0 once sent. */
+  justExec?: boolean;
+  timeoutMs?: number;
+}
+
+/** Events: 'hello' (Hello), 'disconnect' (reason: string), 'trigger-service' (TriggerService3, untrusted). */
+export declare interface AgentListener {
+  on(event: 'hello', cb: (hello: Hello) => void): this;
+  on(event: 'disconnect', cb: (reason: string) => void): this;
+  on(event: 'trigger-service', cb: (untrustedRequest: TriggerService3) => void): this;
+}
+
+interface Pending {
+  resolve: (s: ExecSession) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+  via: FramedSocket;
+}
+
+export class AgentListener extends EventEmitter {
+  private server: Server | null = null;
+  private ino = 0;
+  private control: FramedSocket | null = null;
+  private lastHello: Hello | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private readonly conns = new Set<FramedSocket>();
+  private readonly pings = new Map<string, () => void>();
+  private closing = false;
+  private readonly label: string;
+  private readonly log: (line: string) => void;
+
+  constructor(private readonly opts: AgentListenerOptions) {
+    super();
+    this.label = opts.name ? `qube ${opts.name}` : opts.socketPath;
+    this.log = opts.log ?? ((line) => process.stderr.write(`isolad: ${line}\n`));
+  }
+
+  get connected(): boolean {
+    return this.control !== null;
+  }
+
+  /** The current control connection's HELLO (agent version info), or null. */
+  get hello(): Hello | null {
+    return this.control ? this.lastHello : null;
+  }
+
+  async listen(): Promise<void> {
+    const path = this.opts.socketPath;
+    try {
+      if (!lstatSync(path).isSocket()) throw new QubesError('QubesException', `${path}: exists and is not a socket; remove it`);
+      unlinkSync(path); // left by an isolad that died: listen() would fail with EADDRINUSE
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const server = createServer((s) => this.accept(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => (server.off('error', reject), resolve()));
+    });
+    // The qube's root is an unprivileged uid on the host; the 0700 directory around the socket is the guard.
+    chmodSync(path, 0o666);
+    this.ino = statSync(path).ino;
+    server.on('error', (e) => this.log(`${this.label}: agent socket: ${e.message}`));
+    this.server = server;
+  }
+
+  waitForHello(timeoutMs: number): Promise<Hello> {
+    if (this.hello) return Promise.resolve(this.hello);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => (this.off('hello', onHello), reject(new QubesError('QubesVMError', `${this.label}: agent did not connect within ${timeoutMs} ms`))), timeoutMs);
+      const onHello = (h: Hello) => (clearTimeout(t), resolve(h));
+      this.once('hello', onHello);
+    });
+  }
+
+  async exec(user: string, command: string, opts: ExecOptions = {}): Promise<ExecSession> {
+    const def = this.opts.defaultUser;
+    if (user === 'DEFAULT' && def) user = typeof def === 'function' ? def() : def;
+    if (!isValidUserName(user)) throw new QubesError('QubesValueError', `invalid user name '${user}'`);
+    if (command.length === 0 || command.includes('\0')) throw new QubesError('QubesValueError', 'command is empty or contains a NUL byte');
+    const control = this.control;
+    if (!control) throw new QubesError('QubesVMNotRunningError', `${this.label}: agent is not connected`);
+    const id = this.newRequestId();
+    const payload = encodeExecParams({ connectDomain: 0, connectPort: id, cmdline: `${user}:${command}` });
+    if (payload.length > MAX_PAYLOAD) throw new QubesError('QubesValueError', `command is too long (max ${MAX_PAYLOAD - 10} bytes)`);
+    if (opts.justExec) {
+      control.send(MSG_JUST_EXEC, payload);
+      return new ExecSession(id, null, this.log, this.label);
+    }
+    const ms = opts.timeoutMs ?? this.opts.dataConnectTimeoutMs ?? 10_000;
+    return new Promise<ExecSession>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new QubesError('QubesVMError', `${this.label}: agent did not start request ${id} within ${ms} ms`));
+      }, ms);
+      this.pending.set(id, { resolve, reject, timer, via: control });
+      control.send(MSG_EXEC_CMDLINE, payload);
+    });
+  }
+
+  /** Round trip to the agent in ms: proves the agent's event loop, not just its socket, is alive. */
+  ping(timeoutMs = 2000): Promise<number> {
+    const control = this.control;
+    if (!control) return Promise.reject(new QubesError('QubesVMNotRunningError', `${this.label}: agent is not connected`));
+    const nonce = randomBytes(8);
+    const start = process.hrtime.bigint();
+    return new Promise((resolve, reject) => {
+      const key = nonce.toString('hex');
+      const t = setTimeout(() => (this.pings.delete(key), reject(new QubesError('QubesVMError', `${this.label}: agent did not answer PING`))), timeoutMs);
+      this.pings.set(key, () => (clearTimeout(t), resolve(Number(process.hrtime.bigint() - start) / 1e6)));
+      control.send(MSG_PING, nonce);
+    });
+  }
+
+  /** Asks the agent to stop the qube; resolves when its control connection closes (the agent exited). */
+  shutdown(timeoutSec: number): Promise<void> {
+    const control = this.control;
+    if (!control) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const guard = setTimeout(
+        () => reject(new QubesError('QubesVMShutdownTimeoutError', `${this.label}: agent still connected ${timeoutSec + 5}s after MSG_SHUTDOWN`)),
+        (timeoutSec + 5) * 1000,
+      );
+      control.socket.once('close', () => (clearTimeout(guard), resolve()));
+      control.send(MSG_SHUTDOWN, encodeU32(timeoutSec));
+    });
+  }
+
+  /** Stops listening and drops every connection (no 'disconnect': that event means the qube's agent went away). */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new QubesError('QubesVMError', `${this.label}: agent listener closed`));
+    }
+    this.pending.clear();
+    this.control = null;
+    for (const fs of this.conns) fs.close();
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+    try {
+      // Only our own socket: a newer listener may already have replaced it at the same path.
+      if (this.ino && statSync(this.opts.socketPath).ino === this.ino) unlinkSync(this.opts.socketPath);
+    } catch {
+      /* already gone */
+    }
+  }
+
+  private newRequestId(): number {
+    // Random rather than sequential: a data connection must know the id, not guess the next one.
+    for (;;) {
+      const id = randomBytes(4).readUInt32LE(0);
+      if (id !== 0 && !this.pending.has(id)) return id;
+    }
+  }
+
+  private accept(sock: Socket): void {
+    if (this.closing || this.conns.size >= (this.opts.maxConnections ?? 512)) {
+      sock.destroy();
+      return;
+    }
+    const fs = new FramedSocket(sock, {
+      label: `${this.label}: agent connection`, log: this.log, accept: NOTHING,
+      hello: { flags: 0, ident: 'isolad', timeoutMs: this.opts.helloTimeoutMs ?? 5000 },
+    });
+    this.conns.add(fs);
+    sock.once('close', () => this.conns.delete(fs));
+    fs.onHello = (h) => {
+      const role = h.flags & (HELLO_FLAG_CONTROL | HELLO_FLAG_DATA);
+      if (role === HELLO_FLAG_CONTROL) this.adoptControl(fs, h);
+      else if (role === HELLO_FLAG_DATA) this.awaitBind(fs);
+      else fs.close(`HELLO flags 0x${h.flags.toString(16)} name no single role`);
+    };
+  }
+
+  private adoptControl(fs: FramedSocket, hello: Hello): void {
+    const old = this.control;
+    this.control = fs;
+    this.lastHello = hello;
+    // A restarted agent reconnects before we notice the old connection died: the newest one is the agent.
+    if (old) old.close('replaced by a newer control connection');
+    fs.allow(AGENT_TO_DAEMON_CONTROL);
+    fs.onFrame = (f) => this.onControlFrame(fs, f);
+    fs.onClose = (reason) => {
+      for (const [id, p] of this.pending) {
+        if (p.via !== fs) continue;
+        clearTimeout(p.timer);
+        this.pending.delete(id);
+        p.reject(new QubesError('QubesVMNotRunningError', `${this.label}: agent disconnected before starting request ${id}`));
+      }
+      if (this.control !== fs) return;
+      this.control = null;
+      if (!this.closing) this.emit('disconnect', reason ?? 'closed by the agent');
+    };
+    this.emit('hello', hello);
+  }
+
+  private onControlFrame(fs: FramedSocket, f: Frame): void {
+    if (f.type === MSG_PING) {
+      if (!fs.send(MSG_PONG, f.payload)) {
+        fs.pause(); // an agent that pings without reading our answers must not grow our write buffer
+        fs.onceDrain(() => fs.resume());
+      }
+    } else if (f.type === MSG_PONG) {
+      this.pings.get(f.payload.toString('hex'))?.();
+      this.pings.delete(f.payload.toString('hex'));
+    } else if (f.type === MSG_TRIGGER_SERVICE3) {
+      const untrusted = parseTriggerService3(f.payload);
+      if (this.listenerCount('trigger-service') > 0) this.emit('trigger-service', untrusted);
+      else fs.send(MSG_SERVICE_REFUSED, encodeServiceParams(untrusted.requestId));
+    }
+    // MSG_CONNECTION_TERMINATED: nothing to free on a unix socket; accepted for Qubes compatibility.
+  }
+
+  private awaitBind(fs: FramedSocket): void {
+    fs.allow(AGENT_TO_DAEMON_BIND);
+    const timer = setTimeout(() => fs.close('no MSG_DATA_CONNECT in time'), this.opts.helloTimeoutMs ?? 5000);
+    fs.socket.once('close', () => clearTimeout(timer));
+    fs.onFrame = (f) => {
+      clearTimeout(timer);
+      const id = parseU32(f.payload, 'MSG_DATA_CONNECT');
+      const req = this.pending.get(id);
+      if (!req) return fs.close(`MSG_DATA_CONNECT for unknown request ${id}`);
+      this.pending.delete(id);
+      clearTimeout(req.timer);
+      fs.allow(AGENT_TO_DAEMON_DATA);
+      fs.pause(); // until the caller picks streams or raw(): no output may be consumed before then
+      req.resolve(new ExecSession(id, fs, this.log, this.label));
+    };
+  }
+}
+
+/**
+ * One command running in the qube. Use either the streams (stdin/stdout/stderr/exit: Node semantics, so
+ * unread stdout eventually stalls the command) or pipe()/raw() to splice frames; the first access decides.
+ */
+export class ExecSession {
+  private mode: 'new' | 'streams' | 'raw' = 'new';
+  private streams: { stdin: Writable; stdout: Readable; stderr: Readable } | null = null;
+  private settleExit!: (code: number) => void;
+  private settled = false;
+  private readonly exitPromise = new Promise<number>((r) => (this.settleExit = r));
+
+  constructor(readonly requestId: number, private readonly framed: FramedSocket | null, private readonly log: (l: string) => void, private readonly label: string) {
+    if (!framed) this.settle(0);
+  }
+
+  get stdin(): Writable { return this.useStreams().stdin; }
+  get stdout(): Readable { return this.useStreams().stdout; }
+  get stderr(): Readable { return this.useStreams().stderr; }
+
+  /** The exit code (128+signo for a signal); 125 when the data connection broke first. Never rejects. */
+  get exit(): Promise<number> {
+    if (this.mode === 'new') this.useStreams();
+    return this.exitPromise;
+  }
+
+  /** The data connection itself, paused, with any frames already received still queued in it. */
+  raw(): FramedSocket {
+    if (this.mode === 'streams' || !this.framed) throw new Error('ExecSession: streams already in use or no data connection');
+    this.mode = 'raw';
+    return this.framed;
+  }
+
+  /** Splices a CLI client's DATA-frame socket onto this command (see pipeFrames); settles `exit` too. */
+  async pipe(client: Socket, opts: PipeFramesOptions = {}): Promise<number> {
+    const code = await pipeFrames(client, this.raw(), { log: this.log, label: `${this.label}: request ${this.requestId}`, ...opts });
+    this.settle(code);
+    return code;
+  }
+
+  /** Drops the data connection: the agent sends SIGHUP to the command's process group. */
+  hangup(): void {
+    this.framed?.close();
+  }
+
+  private settle(code: number): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.settleExit(code);
+  }
+
+  private useStreams(): { stdin: Writable; stdout: Readable; stderr: Readable } {
+    if (this.streams) return this.streams;
+    if (this.mode === 'raw') throw new Error('ExecSession: raw() already taken the data connection');
+    this.mode = 'streams';
+    const fs = this.framed;
+    const more = () => fs?.resume();
+    const stdout = new Readable({ read: more });
+    const stderr = new Readable({ read: more });
+    let inputOpen = !!fs;
+    const whenWritable = (cb: () => void) => {
+      const done = () => (fs!.socket.off('drain', done).off('close', done), cb());
+      fs!.socket.once('drain', done).once('close', done);
+    };
+    // Input to a command that is gone is dropped silently, as an 'error' nobody listens to would kill isolad.
+    const stdin = new Writable({
+      write: (chunk: Buffer, _enc, cb) => (!inputOpen || fs!.sendData(MSG_DATA_STDIN, chunk) ? cb() : whenWritable(() => cb())),
+      final: (cb) => {
+        if (inputOpen) fs!.send(MSG_DATA_STDIN, EMPTY);
+        inputOpen = false;
+        cb();
+      },
+    });
+    this.streams = { stdin, stdout, stderr };
+    const ended = new Set<Readable>();
+    const end = (r: Readable) => !ended.has(r) && (ended.add(r), r.push(null));
+    if (!fs) {
+      end(stdout);
+      end(stderr);
+      return this.streams;
+    }
+    fs.onFrame = (f) => {
+      if (f.type === MSG_DATA_STDOUT && f.payload.length === 0) {
+        fs.allow(AFTER_STDOUT_EOF);
+        end(stdout);
+      } else if (f.type === MSG_DATA_STDOUT || f.type === MSG_DATA_STDERR) {
+        if (f.payload.length > 0 && !(f.type === MSG_DATA_STDOUT ? stdout : stderr).push(f.payload)) fs.pause();
+      } else {
+        const code = parseExitCode(f.payload);
+        fs.allow(NOTHING);
+        inputOpen = false;
+        end(stdout);
+        end(stderr);
+        fs.end();
+        this.settle(code);
+      }
+    };
+    fs.onClose = (reason) => {
+      inputOpen = false;
+      end(stdout);
+      end(stderr);
+      if (this.settled) return;
+      this.log(`${this.label}: request ${this.requestId}: data connection closed before the exit code${reason ? ` (${reason})` : ''}`);
+      this.settle(EXIT_QREXEC_PROBLEM);
+    };
+    fs.resume();
+    return this.streams;
+  }
+}

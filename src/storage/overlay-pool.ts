@@ -1,0 +1,245 @@
+// The default storage pool: volumes as directories of overlay layers. Committed layers keep real
+// ownership and are mapped into each qube through idmapped mounts; a run's changes live in an
+// upper directory that is committed (unshifted, renamed in) or discarded at stop.
+
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { IdRange, QubeVolumes, Revision, StartedVolumes, StoragePool, VolumeName, VolumeUsage } from '../core/volumes';
+import { volumeLayout } from '../core/volumes';
+import { unshiftTree } from './id-shift';
+import { collectGarbage, discard, dropAbove, lowerList, pushLayer, readStack, type Layer } from './layer-stack';
+import { mountIdmapped, mountOverlay, unmount, unmountAllUnder } from './mounts';
+
+const run = promisify(execFile);
+/** Above this many layers a volume is squashed into one full layer at commit time. */
+const MAX_LAYERS = 24;
+/** The default user's home is created in every new private volume (uid/gid of Debian's first user). */
+const USER_ID = 1000;
+
+export class OverlayPool implements StoragePool {
+  readonly driver = 'overlay-dir';
+
+  constructor(
+    readonly name: string,
+    private readonly dir: string,
+    private readonly runRoot: string,
+  ) {}
+
+  private volDir(uuid: string, vol: VolumeName): string {
+    return path.join(this.dir, uuid, vol);
+  }
+  private layers(uuid: string, vol: VolumeName): string {
+    return path.join(this.volDir(uuid, vol), 'layers');
+  }
+  private runDir(uuid: string): string {
+    return path.join(this.runRoot, uuid);
+  }
+
+  async create(q: QubeVolumes, opts: { copyRootFrom?: QubeVolumes }): Promise<void> {
+    const kinds = volumeLayout(q.klass);
+    try {
+      for (const k of kinds) await fs.mkdir(this.volDir(q.uuid, k.name), { recursive: true, mode: 0o700 });
+      await this.newPrivate(q.uuid);
+      if (opts.copyRootFrom) await this.copyMerged(opts.copyRootFrom.uuid, 'root', q.uuid, 'root');
+    } catch (e) {
+      await fs.rm(path.join(this.dir, q.uuid), { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  private async newPrivate(uuid: string): Promise<void> {
+    const tmp = path.join(this.volDir(uuid, 'private'), 'new');
+    await fs.mkdir(path.join(tmp, 'home', 'user'), { recursive: true, mode: 0o755 });
+    await fs.chown(path.join(tmp, 'home', 'user'), USER_ID, USER_ID);
+    await fs.chmod(tmp, 0o755);
+    await pushLayer(this.layers(uuid, 'private'), tmp, true);
+  }
+
+  async importRoot(q: QubeVolumes, fill: (dir: string) => Promise<void>): Promise<void> {
+    const tmp = path.join(this.volDir(q.uuid, 'root'), 'import');
+    await fs.rm(tmp, { recursive: true, force: true });
+    await fs.mkdir(tmp, { recursive: true });
+    try {
+      await fill(tmp);
+      await pushLayer(this.layers(q.uuid, 'root'), tmp, true);
+    } catch (e) {
+      await fs.rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** Copies the merged view of a volume's stack into a new full layer of another volume. */
+  private async copyMerged(srcUuid: string, srcVol: VolumeName, dstUuid: string, dstVol: VolumeName): Promise<void> {
+    const srcLayers = this.layers(srcUuid, srcVol);
+    const stack = await readStack(srcLayers);
+    if (stack.length === 0) throw new Error(`volume ${srcUuid}:${srcVol} has no committed revision`);
+    const dstDir = this.volDir(dstUuid, dstVol);
+    const mnt = path.join(dstDir, 'merge-src');
+    const tmp = path.join(dstDir, 'merge-new');
+    await fs.mkdir(mnt, { recursive: true });
+    await fs.rm(tmp, { recursive: true, force: true });
+    try {
+      await mountOverlay(mnt, srcLayers, lowerList(stack));
+      await run('cp', ['-a', '--reflink=auto', mnt + '/.', tmp + '/']).catch(async () => {
+        await fs.mkdir(tmp, { recursive: true });
+        await run('cp', ['-a', '--reflink=auto', mnt + '/.', tmp + '/']);
+      });
+    } finally {
+      await unmount(mnt).catch(() => undefined);
+      await fs.rmdir(mnt).catch(() => undefined);
+    }
+    await pushLayer(this.layers(dstUuid, dstVol), tmp, true);
+    await collectGarbage(this.layers(dstUuid, dstVol));
+  }
+
+  async start(q: QubeVolumes, ids: IdRange): Promise<StartedVolumes> {
+    const rd = this.runDir(q.uuid);
+    await this.cleanupMounts(q.uuid);
+    await fs.mkdir(rd, { recursive: true, mode: 0o700 });
+    await fs.chown(rd, ids.base, ids.base);
+    await fs.chmod(rd, 0o700);
+    const volatile = this.volDir(q.uuid, 'volatile');
+    await discard(volatile);
+    await fs.mkdir(volatile, { recursive: true, mode: 0o700 });
+    try {
+      const kinds = volumeLayout(q.klass);
+      const rootKind = kinds.find((k) => k.name === 'root')!;
+      let rootRevision: string;
+      if (rootKind.snapOnStart) {
+        if (!q.sourceUuid) throw new Error(`qube ${q.uuid}: snapshot root without a source`);
+        rootRevision = await this.mountSnapshot(q.sourceUuid, 'root', path.join(volatile, 'root'), rd, 'root', ids);
+      } else {
+        rootRevision = await this.mountOrigin(q.uuid, 'root', rd, 'root', ids);
+      }
+      await this.mountOrigin(q.uuid, 'private', rd, 'private', ids);
+      return { rootfs: path.join(rd, 'root'), privateDir: path.join(rd, 'private'), rootRevision };
+    } catch (e) {
+      await this.cleanupMounts(q.uuid);
+      throw e;
+    }
+  }
+
+  /** Writable view of another volume's committed state; changes go to scratch (discarded). */
+  private async mountSnapshot(srcUuid: string, vol: VolumeName, scratch: string, rd: string, as: string, ids: IdRange): Promise<string> {
+    const stack = await readStack(this.layers(srcUuid, vol));
+    if (stack.length === 0) throw new Error(`volume ${srcUuid}:${vol} has no committed revision`);
+    await this.mountStack(this.layers(srcUuid, vol), stack, scratch, rd, as, ids);
+    return stack[stack.length - 1].name;
+  }
+
+  private async mountOrigin(uuid: string, vol: VolumeName, rd: string, as: string, ids: IdRange): Promise<string> {
+    const layersDir = this.layers(uuid, vol);
+    const dirty = path.join(this.volDir(uuid, vol), 'dirty');
+    // A run whose commit was interrupted still holds the qube's data: commit it before going on.
+    if (await exists(path.join(dirty, 'upper'))) await this.commit(uuid, vol, ids);
+    await collectGarbage(layersDir);
+    const stack = await readStack(layersDir);
+    if (stack.length === 0) throw new Error(`volume ${uuid}:${vol} has no committed revision`);
+    await this.mountStack(layersDir, stack, dirty, rd, as, ids);
+    return stack[stack.length - 1].name;
+  }
+
+  private async mountStack(layersDir: string, stack: Layer[], scratch: string, rd: string, as: string, ids: IdRange): Promise<void> {
+    const lower = path.join(rd, `lower-${as}`);
+    const target = path.join(rd, as);
+    const upper = path.join(scratch, 'upper');
+    const work = path.join(scratch, 'work');
+    await fs.mkdir(lower, { recursive: true });
+    await fs.mkdir(target, { recursive: true });
+    await fs.mkdir(upper, { recursive: true, mode: 0o755 });
+    await fs.mkdir(work, { recursive: true, mode: 0o700 });
+    // The merged root directory takes the upper's owner and mode: the qube's root, like the layers'.
+    const top = await fs.stat(path.join(layersDir, stack[stack.length - 1].name));
+    await fs.chown(upper, ids.base + top.uid, ids.base + top.gid);
+    await fs.chmod(upper, top.mode & 0o7777);
+    await mountIdmapped(layersDir, lower, ids.base, ids.count);
+    await mountOverlay(target, lower, lowerList(stack), upper, work);
+  }
+
+  async stop(q: QubeVolumes, ids: IdRange, commit: boolean): Promise<void> {
+    await this.cleanupMounts(q.uuid);
+    for (const k of volumeLayout(q.klass)) {
+      if (k.name === 'volatile' || k.snapOnStart) continue;
+      if (commit && k.saveOnStop) await this.commit(q.uuid, k.name, ids);
+      else await discard(path.join(this.volDir(q.uuid, k.name), 'dirty'));
+    }
+    await discard(this.volDir(q.uuid, 'volatile'));
+    await fs.rm(this.runDir(q.uuid), { recursive: true, force: true });
+  }
+
+  private async commit(uuid: string, vol: VolumeName, ids: IdRange): Promise<void> {
+    const dirty = path.join(this.volDir(uuid, vol), 'dirty');
+    const upper = path.join(dirty, 'upper');
+    if (!(await exists(upper))) return;
+    await unshiftTree(upper, ids.base, ids.count);
+    const layersDir = this.layers(uuid, vol);
+    await pushLayer(layersDir, upper, false);
+    await discard(dirty);
+  }
+
+  /** Squashes a long stack into one full layer; only when no running qube uses its layers. */
+  async squashIfDeep(uuid: string, vol: VolumeName): Promise<boolean> {
+    const stack = await readStack(this.layers(uuid, vol));
+    if (stack.length <= MAX_LAYERS) return false;
+    await this.copyMerged(uuid, vol, uuid, vol);
+    return true;
+  }
+
+  async remove(uuid: string): Promise<void> {
+    await this.cleanupMounts(uuid);
+    await discard(path.join(this.dir, uuid));
+    await fs.rm(this.runDir(uuid), { recursive: true, force: true });
+  }
+
+  async clone(src: QubeVolumes, dst: QubeVolumes): Promise<void> {
+    try {
+      for (const k of volumeLayout(dst.klass)) {
+        await fs.mkdir(this.volDir(dst.uuid, k.name), { recursive: true, mode: 0o700 });
+        const srcKind = volumeLayout(src.klass).find((s) => s.name === k.name);
+        if (k.name === 'volatile' || k.snapOnStart) continue;
+        if (srcKind?.snapOnStart) await this.copyMerged(src.sourceUuid!, k.name, dst.uuid, k.name);
+        else await this.copyMerged(src.uuid, k.name, dst.uuid, k.name);
+      }
+    } catch (e) {
+      await fs.rm(path.join(this.dir, dst.uuid), { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  async usage(q: QubeVolumes, volume: VolumeName): Promise<VolumeUsage> {
+    const kind = volumeLayout(q.klass).find((k) => k.name === volume);
+    if (!kind) throw new Error(`no volume '${volume}'`);
+    const owner = kind.snapOnStart ? q.sourceUuid! : q.uuid;
+    const layersDir = this.layers(owner, volume);
+    const stack = volume === 'volatile' ? [] : await readStack(layersDir);
+    const dir = this.volDir(q.uuid, volume);
+    const du = await run('du', ['-sb', dir]).then((r) => Number(r.stdout.split('\t')[0]) || 0, () => 0);
+    const revisions: Revision[] = kind.saveOnStop
+      ? stack.slice(0, -1).reverse().map((l) => ({ name: l.name, committed: new Date(l.mtimeMs).toISOString() }))
+      : [];
+    return { usage: du, revisions, current: stack.length ? stack[stack.length - 1].name : '', path: layersDir };
+  }
+
+  async revert(q: QubeVolumes, volume: VolumeName, revision: string | undefined, keep: number): Promise<void> {
+    const { revisions } = await this.usage(q, volume);
+    const kept = revisions.slice(0, keep);
+    if (kept.length === 0) throw new Error(`volume ${volume} has no revision to revert to`);
+    const target = revision ?? kept[0].name;
+    if (!kept.some((r) => r.name === target)) throw new Error(`no revision '${target}' of volume ${volume} (kept: ${kept.map((r) => r.name).join(', ')})`);
+    await dropAbove(this.layers(q.uuid, volume), target);
+  }
+
+  async list(): Promise<string[]> {
+    return (await fs.readdir(this.dir).catch(() => [] as string[])).filter((n) => /^[0-9a-f-]{36}$/.test(n));
+  }
+
+  async cleanupMounts(uuid: string): Promise<void> {
+    await unmountAllUnder(this.runDir(uuid));
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.access(p).then(() => true, () => false);
+}

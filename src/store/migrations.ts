@@ -1,0 +1,52 @@
+// Numbered schema migrations; each runs once, in order, inside one transaction.
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: qubes, their properties, features, tags; global prefs; volumes; runtime state.
+  `
+  CREATE TABLE qubes (
+    qid INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    klass TEXT NOT NULL
+  );
+  CREATE TABLE qube_props (
+    qid INTEGER NOT NULL REFERENCES qubes(qid) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (qid, name)
+  );
+  CREATE TABLE features (
+    qid INTEGER NOT NULL REFERENCES qubes(qid) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (qid, name)
+  );
+  CREATE TABLE tags (
+    qid INTEGER NOT NULL REFERENCES qubes(qid) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (qid, tag)
+  );
+  CREATE TABLE global_props (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE volumes (
+    qid INTEGER NOT NULL REFERENCES qubes(qid) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    revisions_to_keep INTEGER NOT NULL,
+    PRIMARY KEY (qid, name)
+  );
+  CREATE TABLE runtime (
+    qid INTEGER PRIMARY KEY REFERENCES qubes(qid) ON DELETE CASCADE,
+    state TEXT NOT NULL CHECK (state IN ('starting', 'running', 'stopping')),
+    runtime_id TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    root_revision TEXT NOT NULL DEFAULT ''
+  );
+  CREATE TABLE qube_status (
+    qid INTEGER PRIMARY KEY REFERENCES qubes(qid) ON DELETE CASCADE,
+    last_error TEXT NOT NULL,
+    at INTEGER NOT NULL
+  );
+  `,
+];

@@ -1,0 +1,171 @@
+// SQLite persistence of isolad's state (better-sqlite3, WAL). The daemon runs every Admin API
+// call in one transaction, so a refused or interrupted call leaves nothing behind.
+
+import Database from 'better-sqlite3';
+import type { PropValue, QubeClass, QubeRecord } from '../core/qube';
+import { MIGRATIONS } from './migrations';
+
+export interface VolumeRow {
+  name: string;
+  pool: string;
+  size: number;
+  revisionsToKeep: number;
+}
+
+export interface RuntimeRow {
+  qid: number;
+  state: 'starting' | 'running' | 'stopping';
+  runtimeId: string;
+  backend: string;
+  startedAt: number;
+  rootRevision: string;
+}
+
+export class Store {
+  readonly db: Database.Database;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    for (let i = version; i < MIGRATIONS.length; i++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[i]);
+        this.db.pragma(`user_version = ${i + 1}`);
+      })();
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Runs fn in one transaction: all of it is saved, or none. */
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  // --- qubes --------------------------------------------------------------
+
+  loadAll(): QubeRecord[] {
+    const qubes = this.db.prepare('SELECT qid, uuid, name, klass FROM qubes ORDER BY qid').all() as {
+      qid: number; uuid: string; name: string; klass: QubeClass;
+    }[];
+    const props = this.db.prepare('SELECT qid, name, value FROM qube_props').all() as { qid: number; name: string; value: string }[];
+    const feats = this.db.prepare('SELECT qid, name, value FROM features').all() as { qid: number; name: string; value: string }[];
+    const tags = this.db.prepare('SELECT qid, tag FROM tags ORDER BY tag').all() as { qid: number; tag: string }[];
+    const byQid = new Map<number, QubeRecord>();
+    for (const q of qubes) byQid.set(q.qid, { ...q, props: {}, features: {}, tags: [] });
+    for (const p of props) byQid.get(p.qid)!.props[p.name] = JSON.parse(p.value) as PropValue;
+    for (const f of feats) byQid.get(f.qid)!.features[f.name] = f.value;
+    for (const t of tags) byQid.get(t.qid)!.tags.push(t.tag);
+    return [...byQid.values()];
+  }
+
+  insertQube(q: QubeRecord): void {
+    this.db.prepare('INSERT INTO qubes (qid, uuid, name, klass) VALUES (?, ?, ?, ?)').run(q.qid, q.uuid, q.name, q.klass);
+    for (const [k, v] of Object.entries(q.props)) this.setProp(q.qid, k, v);
+    for (const [k, v] of Object.entries(q.features)) this.setFeature(q.qid, k, v);
+    for (const t of q.tags) this.addTag(q.qid, t);
+  }
+
+  deleteQube(qid: number): void {
+    this.db.prepare('DELETE FROM qubes WHERE qid = ?').run(qid);
+  }
+
+  nextQid(): number {
+    const row = this.db.prepare('SELECT MAX(qid) AS m FROM qubes').get() as { m: number | null };
+    return (row.m ?? 0) + 1;
+  }
+
+  setProp(qid: number, name: string, value: PropValue): void {
+    this.db.prepare('INSERT INTO qube_props (qid, name, value) VALUES (?, ?, ?) ON CONFLICT(qid, name) DO UPDATE SET value = excluded.value')
+      .run(qid, name, JSON.stringify(value));
+  }
+
+  resetProp(qid: number, name: string): void {
+    this.db.prepare('DELETE FROM qube_props WHERE qid = ? AND name = ?').run(qid, name);
+  }
+
+  setFeature(qid: number, name: string, value: string): void {
+    this.db.prepare('INSERT INTO features (qid, name, value) VALUES (?, ?, ?) ON CONFLICT(qid, name) DO UPDATE SET value = excluded.value')
+      .run(qid, name, value);
+  }
+
+  removeFeature(qid: number, name: string): boolean {
+    return this.db.prepare('DELETE FROM features WHERE qid = ? AND name = ?').run(qid, name).changes > 0;
+  }
+
+  addTag(qid: number, tag: string): void {
+    this.db.prepare('INSERT OR IGNORE INTO tags (qid, tag) VALUES (?, ?)').run(qid, tag);
+  }
+
+  removeTag(qid: number, tag: string): boolean {
+    return this.db.prepare('DELETE FROM tags WHERE qid = ? AND tag = ?').run(qid, tag).changes > 0;
+  }
+
+  // --- global prefs --------------------------------------------------------
+
+  globalProps(): Record<string, PropValue> {
+    const rows = this.db.prepare('SELECT name, value FROM global_props').all() as { name: string; value: string }[];
+    return Object.fromEntries(rows.map((r) => [r.name, JSON.parse(r.value) as PropValue]));
+  }
+
+  setGlobal(name: string, value: PropValue): void {
+    this.db.prepare('INSERT INTO global_props (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value')
+      .run(name, JSON.stringify(value));
+  }
+
+  resetGlobal(name: string): void {
+    this.db.prepare('DELETE FROM global_props WHERE name = ?').run(name);
+  }
+
+  // --- volumes -------------------------------------------------------------
+
+  volumes(qid: number): VolumeRow[] {
+    return this.db.prepare('SELECT name, pool, size, revisions_to_keep AS revisionsToKeep FROM volumes WHERE qid = ? ORDER BY name')
+      .all(qid) as VolumeRow[];
+  }
+
+  putVolume(qid: number, v: VolumeRow): void {
+    this.db.prepare(`INSERT INTO volumes (qid, name, pool, size, revisions_to_keep) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT(qid, name) DO UPDATE SET pool = excluded.pool, size = excluded.size, revisions_to_keep = excluded.revisions_to_keep`)
+      .run(qid, v.name, v.pool, v.size, v.revisionsToKeep);
+  }
+
+  // --- runtime -------------------------------------------------------------
+
+  runtimes(): RuntimeRow[] {
+    return this.db.prepare(`SELECT qid, state, runtime_id AS runtimeId, backend, started_at AS startedAt, root_revision AS rootRevision
+      FROM runtime`).all() as RuntimeRow[];
+  }
+
+  putRuntime(r: RuntimeRow): void {
+    this.db.prepare(`INSERT INTO runtime (qid, state, runtime_id, backend, started_at, root_revision) VALUES (?, ?, ?, ?, ?, ?)
+      ON CONFLICT(qid) DO UPDATE SET state = excluded.state, runtime_id = excluded.runtime_id, backend = excluded.backend,
+      started_at = excluded.started_at, root_revision = excluded.root_revision`)
+      .run(r.qid, r.state, r.runtimeId, r.backend, r.startedAt, r.rootRevision);
+  }
+
+  deleteRuntime(qid: number): void {
+    this.db.prepare('DELETE FROM runtime WHERE qid = ?').run(qid);
+  }
+
+  setLastError(qid: number, message: string | null): void {
+    if (message === null) this.db.prepare('DELETE FROM qube_status WHERE qid = ?').run(qid);
+    else this.db.prepare('INSERT INTO qube_status (qid, last_error, at) VALUES (?, ?, ?) ON CONFLICT(qid) DO UPDATE SET last_error = excluded.last_error, at = excluded.at')
+      .run(qid, message, Date.now());
+  }
+
+  lastErrors(): Map<number, string> {
+    const rows = this.db.prepare('SELECT qid, last_error FROM qube_status').all() as { qid: number; last_error: string }[];
+    return new Map(rows.map((r) => [r.qid, r.last_error]));
+  }
+}

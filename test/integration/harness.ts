@@ -1,0 +1,139 @@
+// A real isolad instance for integration tests: its own ISOLA_HOME and socket, the daemon as a
+// child process (so tests can kill -9 it), the CLI run as a user would, and a cleanup that
+// leaves no container, mount, cgroup or file behind.
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { removeCgroupParent } from '../../src/backends/sandbox';
+import { loadConfig, type DaemonConfig } from '../../src/daemon/config';
+import { unmountAllUnder } from '../../src/storage/mounts';
+
+const execFileP = promisify(execFile);
+export const REPO = path.resolve(__dirname, '../../..');
+export const BIN = path.join(REPO, 'bin');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function canRunIntegration(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root (real runc, mounts, namespaces)';
+  if (!existsSync('/usr/sbin/runc') && !existsSync('/usr/bin/runc')) return 'runc is not installed';
+  if (!existsSync(path.join(BIN, 'isolad'))) return 'run `npm run build` first';
+  return undefined;
+}
+
+export class Instance {
+  readonly home: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly config: DaemonConfig;
+  private daemon?: ChildProcess;
+  daemonLog = '';
+
+  constructor() {
+    this.home = mkdtempSync(path.join(os.tmpdir(), 'isola-test-'));
+    this.env = {
+      ...process.env,
+      ISOLA_HOME: this.home,
+      ISOLA_SOCKET: path.join(this.home, 'isolad.sock'),
+      ISOLA_CACHE: process.env.ISOLA_CACHE || '/var/cache/isola',
+    };
+    this.config = loadConfig(this.env);
+  }
+
+  async start(): Promise<void> {
+    const child = spawn(process.execPath, [path.join(BIN, 'isolad')], { env: this.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.on('data', (d: Buffer) => (this.daemonLog += d.toString()));
+    this.daemon = child;
+    const until = Date.now() + 30_000;
+    while (Date.now() < until) {
+      if (child.exitCode !== null) throw new Error(`isolad exited: ${this.daemonLog}`);
+      const r = await this.cli('qvm-ls', ['--raw-list']).catch(() => undefined);
+      if (r && r.code === 0) return;
+      await sleep(100);
+    }
+    throw new Error(`isolad did not answer within 30 s: ${this.daemonLog}`);
+  }
+
+  /** Kills isolad with SIGKILL (qubes keep running) and waits for it to be gone. */
+  async kill9(): Promise<void> {
+    const d = this.daemon;
+    if (!d || d.exitCode !== null) return;
+    const gone = new Promise((r) => d.once('exit', r));
+    d.kill('SIGKILL');
+    await gone;
+  }
+
+  async stopDaemon(): Promise<void> {
+    const d = this.daemon;
+    if (!d || d.exitCode !== null) return;
+    const gone = new Promise((r) => d.once('exit', r));
+    d.kill('SIGTERM');
+    await gone;
+  }
+
+  /** Runs a command from bin/ as a user would; never throws on a non-zero exit. */
+  cli(cmd: string, args: string[], input?: string): Promise<CliResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(path.join(BIN, cmd), args, { env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      child.stdin.end(input ?? '');
+    });
+  }
+
+  /** Like cli() but fails the test on a non-zero exit. */
+  async ok(cmd: string, ...args: string[]): Promise<string> {
+    const r = await this.cli(cmd, args);
+    if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  async installTemplate(name = 'debian-12'): Promise<void> {
+    await this.ok('qvm-template', 'install', name);
+  }
+
+  /** A copy of the state database, for "nothing changed" assertions. */
+  async stateDump(): Promise<string> {
+    return dumpWithNode(this.config.dbPath);
+  }
+
+  async destroy(): Promise<void> {
+    await this.stopDaemon().catch(() => undefined);
+    const runc = ['--root', this.config.runcRoot];
+    const list = await execFileP('runc', [...runc, 'list', '-q']).then((r) => r.stdout.split('\n').filter(Boolean), () => [] as string[]);
+    for (const id of list) await execFileP('runc', [...runc, 'delete', '--force', id]).catch(() => undefined);
+    await unmountAllUnder(this.home).catch(() => undefined);
+    await fs.rm(this.home, { recursive: true, force: true }).catch(() => undefined);
+    await fs.rm(this.config.runcRoot, { recursive: true, force: true }).catch(() => undefined);
+    try {
+      removeCgroupParent(this.config.cgroupParent);
+    } catch {
+      // nothing left to remove
+    }
+  }
+}
+
+async function dumpWithNode(dbPath: string): Promise<string> {
+  const Database = (await import('better-sqlite3')).default;
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[];
+    return tables.map((t) => `${t.name}: ${JSON.stringify(db.prepare(`SELECT * FROM "${t.name}" ORDER BY 1, 2`).all())}`).join('\n');
+  } finally {
+    db.close();
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
