@@ -2,7 +2,7 @@
 // isolad only through this module.
 
 import net from 'node:net';
-import { decodeEvents, decodeReply, encodeRequest, type AdminEvent } from '../core/admin-wire';
+import { decodeEvents, decodeReply, encodeRequest, headerTokenProblem, type AdminEvent } from '../core/admin-wire';
 import type { AdminMethod } from '../core/admin-methods';
 import { QubesError } from '../core/errors';
 
@@ -31,6 +31,9 @@ export class AdminClient {
 
   /** One call: sends the request, half-closes, returns the OK content or throws the QubesError. */
   async call(method: AdminMethod, dest: string, opts: CallOptions = {}): Promise<string> {
+    // Refused here with a readable message; isolad would only see a malformed header.
+    const problem = headerTokenProblem(opts.arg ?? '') ?? headerTokenProblem(dest);
+    if (problem) throw new QubesError('QubesValueError', problem);
     const sock = await this.connect();
     const payload = typeof opts.payload === 'string' ? Buffer.from(opts.payload) : (opts.payload ?? Buffer.alloc(0));
     return new Promise((resolve, reject) => {

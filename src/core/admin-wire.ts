@@ -14,6 +14,11 @@ export interface AdminRequest {
 export const MAX_HEADER = 1024;
 const TOKEN_RE = /^[A-Za-z0-9_.+:@-]*$/;
 
+/** Why an argument or destination cannot travel in a request header, or undefined if it can. */
+export function headerTokenProblem(untrusted: string): string | undefined {
+  return TOKEN_RE.test(untrusted) ? undefined : `Invalid name '${untrusted}': only letters, digits and _ . + : @ - are allowed`;
+}
+
 export function encodeRequest(r: Omit<AdminRequest, 'source'> & { source?: string }): Buffer {
   const header = `${r.method}${r.arg ? '+' + r.arg : ''} ${r.source ?? 'dom0'} name ${r.dest}\0`;
   return Buffer.concat([Buffer.from(header, 'utf8'), r.payload]);

@@ -39,12 +39,15 @@ export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeReco
     maxmemMiB: Math.max(maxmem, memory),
     vcpus: Number(col.prop(q, 'vcpus')),
     pidsLimit: 4096,
-    init: ['/usr/bin/node', ...AGENT_NODE_FLAGS, AGENT_IN_QUBE],
+    // tini as PID 1 reaps orphans (Node cannot) and forwards SIGTERM to the agent.
+    init: ['/usr/bin/tini', '-s', '-g', '--', '/usr/bin/node', ...AGENT_NODE_FLAGS, AGENT_IN_QUBE],
     env: [
       'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       `ISOLA_QUBE_NAME=${q.name}`,
       `ISOLA_DEFAULT_USER=${String(col.prop(q, 'default_user'))}`,
       'ISOLA_AGENT_SOCKET=/run/isola/agent.sock',
+      // The agent is PID 2 under tini, still alone in the qube's pid namespace: shutdown may kill(-1).
+      'ISOLA_SHUTDOWN_KILL_ALL=1',
     ],
     logFile: path.join(cfg.logDir, `guest-${q.name}.log`),
     cgroupParent: cfg.cgroupParent,

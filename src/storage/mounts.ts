@@ -18,7 +18,9 @@ async function tool(file: string, args: string[], what: string, cwd?: string): P
     await run(file, args, { cwd });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
-    const detail = (err.stderr || err.message).trim().split('\n').pop();
+    // mount(8) ends with a hint about dmesg; the line before it says what went wrong.
+    const detail = (err.stderr || err.message).split('\n').map((l) => l.replace(/\s+/g, ' ').trim())
+      .filter((l) => l && !l.startsWith('dmesg(1)')).join('; ');
     throw new Error(`${what}: ${detail}`);
   }
 }

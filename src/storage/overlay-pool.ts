@@ -76,19 +76,23 @@ export class OverlayPool implements StoragePool {
     const stack = await readStack(srcLayers);
     if (stack.length === 0) throw new Error(`volume ${srcUuid}:${srcVol} has no committed revision`);
     const dstDir = this.volDir(dstUuid, dstVol);
-    const mnt = path.join(dstDir, 'merge-src');
+    // Under the run dir, so that the restart cleanup unmounts it if isolad dies mid-copy.
+    const mnt = path.join(this.runDir(dstUuid), 'merge-src');
     const tmp = path.join(dstDir, 'merge-new');
-    await fs.mkdir(mnt, { recursive: true });
     await fs.rm(tmp, { recursive: true, force: true });
-    try {
-      await mountOverlay(mnt, srcLayers, lowerList(stack));
-      await run('cp', ['-a', '--reflink=auto', mnt + '/.', tmp + '/']).catch(async () => {
-        await fs.mkdir(tmp, { recursive: true });
+    await fs.mkdir(tmp, { recursive: true });
+    if (stack.length === 1) {
+      // One full layer is already the merged view (and overlay needs two lowers without an upper).
+      await run('cp', ['-a', '--reflink=auto', path.join(srcLayers, stack[0].name) + '/.', tmp + '/']);
+    } else {
+      await fs.mkdir(mnt, { recursive: true, mode: 0o700 });
+      try {
+        await mountOverlay(mnt, srcLayers, lowerList(stack));
         await run('cp', ['-a', '--reflink=auto', mnt + '/.', tmp + '/']);
-      });
-    } finally {
-      await unmount(mnt).catch(() => undefined);
-      await fs.rmdir(mnt).catch(() => undefined);
+      } finally {
+        await unmount(mnt).catch(() => undefined);
+        await fs.rmdir(mnt).catch(() => undefined);
+      }
     }
     await pushLayer(this.layers(dstUuid, dstVol), tmp, true);
     await collectGarbage(this.layers(dstUuid, dstVol));
@@ -173,6 +177,8 @@ export class OverlayPool implements StoragePool {
     const dirty = path.join(this.volDir(uuid, vol), 'dirty');
     const upper = path.join(dirty, 'upper');
     if (!(await exists(upper))) return;
+    // A run that changed nothing adds no revision.
+    if ((await fs.readdir(upper)).length === 0) return discard(dirty);
     await unshiftTree(upper, ids.base, ids.count);
     const layersDir = this.layers(uuid, vol);
     await pushLayer(layersDir, upper, false);

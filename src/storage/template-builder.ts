@@ -29,6 +29,8 @@ export interface BuildOptions {
   cacheDir?: string;
   onProgress?: (fraction: number, stage: string) => void;
   signal?: AbortSignal;
+  /** Where mmdebstrap builds its temporary tree (needs ~700 MB, not nodev); default $TMPDIR or /tmp. */
+  workDir?: string;
   /** Overrides the known recipe for `name` (custom templates, tests). */
   recipe?: TemplateRecipe;
 }
@@ -61,11 +63,12 @@ export async function buildTemplate(opts: BuildOptions): Promise<BuildResult> {
     await fsp.mkdir(cacheDir, { recursive: true });
     await removeStalePartials(cacheDir);
     await requireFreeSpace(cacheDir, recipe.name);
-    const tmp = process.env.TMPDIR || tmpdir();
-    if (tmp !== cacheDir) await requireFreeSpace(tmp, recipe.name);
+    const workDir = opts.workDir ?? tmpdir();
+    await fsp.mkdir(workDir, { recursive: true });
+    if (workDir !== cacheDir) await requireFreeSpace(workDir, recipe.name);
     const partial = join(cacheDir, partialFileName(recipe.name, key, process.pid));
     try {
-      await runMmdebstrap(recipe, partial, progress, opts.signal);
+      await runMmdebstrap(recipe, partial, workDir, progress, opts.signal);
       await fsp.rename(partial, tarball);
     } catch (e) {
       await fsp.rm(partial, { force: true });
@@ -100,6 +103,7 @@ function mmdebstrapArgs(recipe: TemplateRecipe, output: string): string[] {
 function runMmdebstrap(
   recipe: TemplateRecipe,
   output: string,
+  workDir: string,
   onProgress: (fraction: number, stage: string) => void,
   signal?: AbortSignal,
 ): Promise<void> {
@@ -109,7 +113,7 @@ function runMmdebstrap(
     const child = spawn('mmdebstrap', mmdebstrapArgs(recipe, output), {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
-      env: { ...process.env, LC_ALL: 'C.UTF-8', DEBIAN_FRONTEND: 'noninteractive' },
+      env: { ...process.env, TMPDIR: workDir, LC_ALL: 'C.UTF-8', DEBIAN_FRONTEND: 'noninteractive' },
     });
     const parser = new MmdebstrapProgress();
     const tail: string[] = [];
@@ -229,7 +233,7 @@ async function requireFreeSpace(dir: string, name: string): Promise<void> {
   const free = st.bavail * st.bsize;
   if (free < MIN_FREE_BYTES) {
     const mib = (n: number) => `${Math.floor(n / 1024 ** 2)} MiB`;
-    throw fail(`Template '${name}': only ${mib(free)} free in ${dir}, building needs ${mib(MIN_FREE_BYTES)}; free some space or set ISOLA_CACHE/TMPDIR elsewhere`);
+    throw fail(`Template '${name}': only ${mib(free)} free in ${dir}, building needs ${mib(MIN_FREE_BYTES)}; free some space or point ISOLA_CACHE/TMPDIR elsewhere`);
   }
 }
 
@@ -257,7 +261,9 @@ export async function extractTemplate(tarball: string, destDir: string): Promise
   try {
     const tar = await run('tar', ['--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', destDir, '-xpf', tarball]);
     if (tar.code !== 0) {
-      const last = tar.stderr.trim().split('\n').filter(Boolean).pop() ?? `exit ${tar.code}`;
+      // tar's last line is only "Exiting with failure status"; its first error says why (e.g. no space).
+      const errs = tar.stderr.trim().split('\n').filter((l) => l && !/Exiting with failure status/.test(l));
+      const last = errs[0]?.replace(/^tar: /, '') ?? `exit ${tar.code}`;
       throw fail(`Cannot extract ${tarball} into ${destDir}: ${last}`);
     }
     const du = await run('du', ['-sb', destDir]);

@@ -21,21 +21,21 @@ export interface TemplateRecipe {
 
 type KnownTemplate = Omit<TemplateRecipe, 'mirrors'>;
 
-// nodejs is non-negotiable: isola-agent is a Node script. The rest is what a Qubes user reaches for first.
+// nodejs and tini are non-negotiable: isola-agent is a Node script, and tini reaps orphans as PID 1. The rest is what a Qubes user reaches for first.
 export const KNOWN_TEMPLATES: readonly KnownTemplate[] = [
   {
     name: 'debian-12',
     description: 'Debian 12 (bookworm), small but usable: sudo, procps, iproute2, ping, less, nano',
     suite: 'bookworm',
     variant: 'minbase',
-    packages: ['nodejs', 'sudo', 'procps', 'ca-certificates', 'iproute2', 'iputils-ping', 'less', 'nano'],
+    packages: ['nodejs', 'tini', 'sudo', 'procps', 'ca-certificates', 'iproute2', 'iputils-ping', 'less', 'nano'],
   },
   {
     name: 'debian-12-minimal',
     description: 'Debian 12 (bookworm), the bare minimum to run a qube',
     suite: 'bookworm',
     variant: 'minbase',
-    packages: ['nodejs', 'sudo', 'ca-certificates'],
+    packages: ['nodejs', 'tini', 'sudo', 'ca-certificates'],
   },
 ];
 
@@ -104,7 +104,9 @@ export function mirrorsFromSources(sources: AptSource[], suite: string): string[
   return lines;
 }
 
-export function hostMirrors(suite: string, aptDir = '/etc/apt'): string[] {
+export function hostMirrors(suite: string, aptDir = '/etc/apt', env: NodeJS.ProcessEnv = process.env): string[] {
+  // ISOLA_DEBIAN_MIRROR: a local mirror (or, in tests, an unreachable one to make the build fail).
+  if (env.ISOLA_DEBIAN_MIRROR) return [`deb ${env.ISOLA_DEBIAN_MIRROR} ${suite} main`];
   const sources: AptSource[] = [];
   const read = (p: string) => {
     try {
@@ -141,7 +143,7 @@ export function customizeScript(recipe: TemplateRecipe): string {
     'mkdir -p "$root/etc/sudoers.d"',
     "printf 'user ALL=(ALL:ALL) NOPASSWD: ALL\\n' > \"$root/etc/sudoers.d/qubes\"",
     'chmod 0440 "$root/etc/sudoers.d/qubes"',
-    'mkdir -p "$root/rw" "$root/home" "$root/run/isola" "$root/etc/qubes-rpc"',
+    'mkdir -p "$root/rw" "$root/home" "$root/run/isola" "$root/etc/qubes-rpc" "$root/usr/lib/isola"',
     // mmdebstrap copies the build host's hostname and resolv.conf; neither belongs in a template.
     'rm -f "$root/etc/hostname" "$root/etc/resolv.conf" "$root/etc/hosts"',
     `printf '%s\\n' '${recipe.name}' > "$root/etc/hostname"`,

@@ -35,13 +35,15 @@ export class Instance {
   private daemon?: ChildProcess;
   daemonLog = '';
 
-  constructor() {
-    this.home = mkdtempSync(path.join(os.tmpdir(), 'isola-test-'));
+  /** home: an existing directory to use as ISOLA_HOME (e.g. a small tmpfs); env: extra variables for isolad. */
+  constructor(opts: { home?: string; env?: Record<string, string> } = {}) {
+    this.home = opts.home ?? mkdtempSync(path.join(os.tmpdir(), 'isola-test-'));
     this.env = {
       ...process.env,
       ISOLA_HOME: this.home,
       ISOLA_SOCKET: path.join(this.home, 'isolad.sock'),
       ISOLA_CACHE: process.env.ISOLA_CACHE || '/var/cache/isola',
+      ...opts.env,
     };
     this.config = loadConfig(this.env);
   }

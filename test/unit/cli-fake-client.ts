@@ -27,6 +27,12 @@ export class FakeClient implements AdminClientLike {
 
   constructor(private readonly replies: Record<string, Reply> = {}) {}
 
+  /** Adds or replaces a reply (for replies that need the client, e.g. to emit events). */
+  on(key: string, reply: Reply): this {
+    this.replies[key] = reply;
+    return this;
+  }
+
   async call(method: AdminMethod, dest: string, opts: CallOptions = {}): Promise<string> {
     const c: RecordedCall = { method, dest, arg: opts.arg ?? '', payload: opts.payload === undefined ? '' : String(opts.payload) };
     this.calls.push(c);

@@ -143,6 +143,8 @@ export interface QubeEntry {
   klass: string;
   state: string;
   uuid: string;
+  /** Why the qube's last run ended badly (Isola addition to admin.vm.List), if it did. */
+  lastError?: string;
 }
 
 /** admin.vm.List: `NAME class=CLASS state=STATE uuid=UUID` per line. */
@@ -150,8 +152,17 @@ export function parseVmList(text: string): QubeEntry[] {
   return lines(text).map((line) => {
     const [name, ...rest] = line.split(' ');
     const kv = parseTokens(rest.join(' '));
-    return { name, klass: kv.get('class') ?? '', state: kv.get('state') ?? '', uuid: kv.get('uuid') ?? '' };
+    const err = kv.get('last_error');
+    return { name, klass: kv.get('class') ?? '', state: kv.get('state') ?? '', uuid: kv.get('uuid') ?? '', ...(err ? { lastError: safeDecode(err) } : {}) };
   });
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
 export async function listQubes(client: AdminClientLike): Promise<QubeEntry[]> {

@@ -34,15 +34,16 @@ export async function run(argv: string[], deps: CliDeps): Promise<number> {
   if (o.paused) filters.push(['paused', (q) => q.state === 'Paused']);
   if (o.template) filters.push(['template', (q) => q.klass === 'TemplateVM']);
 
+  const why = (n: string) => (byName.get(n)?.lastError ? ` (last run: ${byName.get(n)!.lastError})` : '');
   let code: number;
   if (filters.length === 0) {
     code = existing.length > 0 ? 0 : 1;
-    for (const n of existing) say(`${n}: exists`);
+    for (const n of existing) say(`${n}: exists${why(n)}`);
   } else {
     const status = filters.map(([s]) => s).join(', ');
     const matching = existing.filter((n) => filters.every(([, test]) => test(byName.get(n) as QubeEntry)));
     code = matching.length === targets.length ? 0 : matching.length === 0 ? 1 : 3;
-    for (const n of existing) say(matching.includes(n) ? `${n}: ${status}` : `${n}: not ${status}`);
+    for (const n of existing) say(matching.includes(n) ? `${n}: ${status}` : `${n}: not ${status}${why(n)}`);
   }
   for (const n of missing) say(`${n}: non-existent!`);
   return missing.length > 0 ? 1 : code;

@@ -101,5 +101,7 @@ export async function run(argv: string[], deps: CliDeps): Promise<number> {
 
   const rows = qubes.map((q) => fields.map((f) => cell(value(q, f, props.get(q.name)))));
   deps.stdout(o.rawData ? formatRaw(rows) : formatTable([fields.map(columnHeader), ...rows]));
+  // Why a qube is Halted when it did not stop cleanly; on stderr so the table stays parseable.
+  if (!o.rawData) for (const q of qubes) if (q.lastError) deps.stderr(`${q.name}: last run: ${q.lastError}\n`);
   return 0;
 }

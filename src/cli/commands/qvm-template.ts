@@ -62,7 +62,7 @@ async function remove(deps: CliDeps, names: string[], yes: boolean): Promise<num
   for (const n of names) {
     const klass = qubes.get(n);
     if (klass === undefined) throw new UsageError(`'${n}' is not an installed template (see: qvm-template list --installed)`);
-    if (klass !== 'TemplateVM') throw new UsageError(`'${n}' is a ${klass}, not a template; remove it with qvm-remove`);
+    if (klass !== 'TemplateVM') throw new UsageError(`'${n}' is ${/^[AEIOU]/.test(klass) ? 'an' : 'a'} ${klass}, not a template; remove it with qvm-remove`);
   }
   if (ask) {
     deps.stderr('This will completely remove the selected VM(s)...\n' + names.map((n) => `  ${n}\n`).join(''));

@@ -18,8 +18,8 @@ export function templateHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Ha
   return {
     'admin.template.List': () => {
       const installed = d.collection.all().filter((q) => q.klass === 'TemplateVM');
-      const lines = installed.map((q) => `${q.name} installed ${q.features['template-name'] ?? 'local'}`);
-      for (const t of KNOWN_TEMPLATES) if (!installed.some((q) => q.name === t.name)) lines.push(`${t.name} available ${t.name}`);
+      const lines = installed.map((q) => `${q.name} installed ${KNOWN_TEMPLATES.find((t) => t.name === q.features['template-name'])?.description ?? 'local template'}`);
+      for (const t of KNOWN_TEMPLATES) if (!installed.some((q) => q.name === t.name)) lines.push(`${t.name} available ${t.description}`);
       return lines.sort().join('\n') + '\n';
     },
     'admin.template.Install': async (ctx) => {

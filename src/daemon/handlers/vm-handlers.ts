@@ -13,7 +13,12 @@ import { destQube, parseKeyValues, payloadText, type HandlerDeps } from './conte
 
 export function vmHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
   const col = d.collection;
-  const listLine = (q: QubeRecord) => `${q.name} class=${q.klass} state=${col.powerState(q)} uuid=${q.uuid}\n`;
+  // Isola adds last_error= (percent-encoded) for a halted qube whose last run ended badly.
+  const lastError = (q: QubeRecord) => {
+    const e = col.powerState(q) === 'Halted' ? col.store.lastErrors().get(q.qid) : undefined;
+    return e ? ` last_error=${encodeURIComponent(e)}` : '';
+  };
+  const listLine = (q: QubeRecord) => `${q.name} class=${q.klass} state=${col.powerState(q)} uuid=${q.uuid}${lastError(q)}\n`;
   const sorted = () => col.all().sort((a, b) => (a.klass === 'AdminVM' ? -1 : b.klass === 'AdminVM' ? 1 : a.name.localeCompare(b.name)));
   const create = (klass: QubeClass): Handler => (ctx) => createQube(d, klass, ctx.req.arg, payloadText(ctx));
   return {
@@ -27,7 +32,7 @@ export function vmHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>
     'admin.vm.CurrentState': (ctx) => {
       const q = destQube(d, ctx);
       const maxmem = q.klass === 'AdminVM' ? 0 : Number(col.prop(q, 'maxmem'));
-      return `mem=0 mem_static_max=${maxmem * 1024} cputime=0 power_state=${col.powerState(q)}`;
+      return `mem=0 mem_static_max=${maxmem * 1024} cputime=0 power_state=${col.powerState(q)}${lastError(q)}`;
     },
     'admin.label.List': () => LABELS.map((l) => l.name).join('\n') + '\n',
     'admin.label.Get': (ctx) => labelOf(ctx.req.arg).color,

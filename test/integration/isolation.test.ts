@@ -1,0 +1,108 @@
+// Attacks tried from inside a real qube (Debian template, runc, user namespace, seccomp): each
+// test is named after what a compromised qube would try and asserts that it fails.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { canRunIntegration, Instance } from './harness';
+
+const skip = canRunIntegration();
+
+describe('isolation from inside a qube', { skip, concurrency: false }, () => {
+  let inst: Instance;
+  const planted = `/root/isola-planted-${randomBytes(6).toString('hex')}`;
+  const run = (vm: string, cmd: string, user = 'root') => inst.cli('qvm-run', ['-p', '-u', user, vm, cmd]);
+  const hostPids = (vm: string): number[] => {
+    const list = JSON.parse(execFileSync('runc', ['--root', inst.config.runcRoot, 'list', '--format', 'json']).toString() || '[]') as { id: string; pid: number }[];
+    const id = list.find((c) => c.id.startsWith(`${vm}.`))!.id;
+    return JSON.parse(execFileSync('runc', ['--root', inst.config.runcRoot, 'ps', '--format', 'json', id]).toString()) as number[];
+  };
+
+  before(async () => {
+    inst = new Instance();
+    await inst.start();
+    await inst.installTemplate();
+    await inst.ok('qvm-create', '--label', 'red', 'attacker');
+    await inst.ok('qvm-create', '--label', 'black', 'victim');
+    await inst.ok('qvm-run', '-p', 'victim', 'echo victim-secret > ~/secret-of-victim.txt');
+    await inst.ok('qvm-start', 'attacker');
+    writeFileSync(planted, 'host-secret\n', { mode: 0o644 });
+  });
+  after(async () => {
+    rmSync(planted, { force: true });
+    await inst?.destroy();
+  });
+
+  test('host-process-visibility: the qube sees only its own processes', async () => {
+    const r = await run('attacker', 'ls /proc | grep -E "^[0-9]+$" | wc -l; cat /proc/*/cmdline 2>/dev/null | tr "\\0" " "');
+    assert.equal(r.code, 0, r.stderr);
+    const [count, ...cmdlines] = r.stdout.split('\n');
+    assert.ok(Number(count) < 10, `qube sees ${count} processes`);
+    assert.doesNotMatch(cmdlines.join(' '), /isolad|systemd|sshd/);
+    const kill = await run('attacker', `kill -0 ${process.pid}`);
+    assert.notEqual(kill.code, 0, "the test runner's pid is not reachable");
+  });
+
+  test('host-file-read: a file planted on the host is not readable or findable', async () => {
+    assert.equal(readFileSync(planted, 'utf8'), 'host-secret\n');
+    const r = await run('attacker', `cat ${planted}; find / -xdev -name "${planted.split('/').pop()}" 2>/dev/null; cat /proc/1/root${planted}`);
+    assert.doesNotMatch(r.stdout, /host-secret|isola-planted/);
+  });
+
+  test("cross-qube-private-read: another qube's private files cannot be found", async () => {
+    const r = await run('attacker', 'grep -rs victim-secret / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | head -1; ls /rw/home');
+    assert.doesNotMatch(r.stdout, /victim-secret/);
+    // Guessing the host path of the victim's volumes does not help either: they are not in this mount namespace.
+    const r2 = await run('attacker', `ls ${inst.config.poolDir} ${inst.home} 2>&1`);
+    assert.doesNotMatch(r2.stdout, /[0-9a-f]{8}-[0-9a-f]{4}-/);
+  });
+
+  test('root-is-not-host-root: uid 0 inside is an unprivileged uid on the host', async () => {
+    const inside = await run('attacker', 'id -u');
+    assert.equal(inside.stdout.trim(), '0');
+    const pids = hostPids('attacker');
+    assert.ok(pids.length > 0);
+    for (const pid of pids) {
+      const uids = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1];
+      assert.ok(Number(uids) >= 65536, `host uid of pid ${pid} is ${uids}`);
+    }
+  });
+
+  test('uid ranges of two qubes do not overlap', async () => {
+    await inst.ok('qvm-start', '--skip-if-running', 'victim');
+    const uidOf = (vm: string) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${hostPids(vm)[0]}/status`, 'utf8'))![1]);
+    assert.ok(Math.abs(uidOf('attacker') - uidOf('victim')) >= 65536);
+    await inst.ok('qvm-shutdown', '--wait', 'victim');
+  });
+
+  test('seccomp-and-nnp: seccomp filters and no_new_privileges are on, namespaces cannot be created', async () => {
+    const r = await run('attacker', 'grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status');
+    assert.match(r.stdout, /Seccomp:\s+2/);
+    assert.match(r.stdout, /NoNewPrivs:\s+1/);
+    for (const cmd of ['unshare -U true', 'unshare -m true', 'mount -t tmpfs none /mnt', 'sudo -n true']) {
+      const a = await run('attacker', cmd, cmd.startsWith('sudo') ? 'user' : 'root');
+      assert.notEqual(a.code, 0, `${cmd} must fail inside a qube`);
+    }
+  });
+
+  test('host-sysctl-write: host sysctls cannot be written', async () => {
+    const before = readFileSync('/proc/sys/kernel/panic', 'utf8');
+    const r = await run('attacker', 'echo 77 > /proc/sys/kernel/panic; echo 3 > /proc/sys/vm/drop_caches; sysctl -w kernel.panic=77');
+    assert.notEqual(r.code, 0);
+    assert.equal(readFileSync('/proc/sys/kernel/panic', 'utf8'), before);
+  });
+
+  test('host-devices: no block, kvm or memory devices, and none can be made', async () => {
+    const r = await run('attacker', 'ls /dev');
+    for (const dev of ['kvm', 'vda', 'sda', 'mem', 'kmsg', 'nvme0']) assert.doesNotMatch(r.stdout, new RegExp(`^${dev}$`, 'm'));
+    const mk = await run('attacker', 'mknod /tmp/disk b 254 0');
+    assert.notEqual(mk.code, 0);
+  });
+
+  test('network: only the loopback interface exists', async () => {
+    const r = await run('attacker', 'ls /sys/class/net');
+    assert.deepEqual(r.stdout.trim().split(/\s+/), ['lo']);
+  });
+});
