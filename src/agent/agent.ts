@@ -22,18 +22,16 @@ const KILL_ALL = process.pid === 1 || process.env.ISOLA_SHUTDOWN_KILL_ALL === '1
 const IDENT = `isola-agent/${AGENT_VERSION} node/${process.version}`;
 
 const log = (line: string) => process.stderr.write(`isola-agent: ${line}\n`);
-/** Every command still running, for shutdown; process groups outlive their leader, hence the pgid set. */
-const children = new Set<ChildProcess>();
+/** Process groups of our commands (they outlive their leader); only needed when kill(-1) is not ours to use. */
 const groups = new Set<number>();
 let control: FramedSocket | null = null;
 let shuttingDown = false;
 let linkState: 'never' | 'up' | 'down' = 'never';
 
 function track(child: ChildProcess): void {
-  if (!child.pid) return;
-  children.add(child);
+  if (!child.pid || KILL_ALL) return;
   groups.add(child.pid);
-  child.once('exit', () => children.delete(child));
+  if (groups.size > 256) pruneGroups();
 }
 
 function connectControl(): void {
@@ -164,7 +162,7 @@ function pump(fs: FramedSocket, user: string, command: string): void {
     if (done) return;
     // isolad or its client went away: hang up on the command as a terminal would.
     if (reason) log(`data connection lost (${reason}); sending SIGHUP`);
-    signalGroup(child, 'SIGHUP');
+    signalGroup(child.pid, 'SIGHUP');
     stdin.destroy();
     stdout.destroy();
     stderr.destroy();
@@ -180,46 +178,44 @@ function pump(fs: FramedSocket, user: string, command: string): void {
   });
 }
 
-/** Pids of this pid namespace other than us and init; zombies don't count (only their parent can reap them). */
-function othersAlive(): boolean {
-  if (!KILL_ALL) {
-    for (const pgid of groups) {
-      try {
-        process.kill(-pgid, 0);
-        return true;
-      } catch {
-        groups.delete(pgid);
-      }
-    }
-    return false;
-  }
+/** Process groups with a live member, other than init and us. Zombies don't count: only their parent can reap them. */
+function liveGroups(): Set<number> {
+  const live = new Set<number>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name) || name === '1' || Number(name) === process.pid) continue;
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
-      if (stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z') return true;
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ', 3);
+      if (state !== 'Z') live.add(Number(pgrp));
     } catch {
       /* exited while we looked */
     }
   }
-  return false;
+  return live;
+}
+
+/** Forgets groups that emptied, so a recycled pgid of some unrelated process is never signalled. */
+function pruneGroups(live = liveGroups()): void {
+  for (const pgid of groups) if (!live.has(pgid)) groups.delete(pgid);
+}
+
+function othersAlive(): boolean {
+  const live = liveGroups();
+  if (KILL_ALL) return live.size > 0;
+  pruneGroups(live);
+  return groups.size > 0;
 }
 
 function signalAll(signal: NodeJS.Signals): void {
-  if (KILL_ALL) {
-    try {
-      process.kill(-1, signal);
-    } catch {
-      /* ESRCH: nobody else left */
-    }
+  if (!KILL_ALL) {
+    pruneGroups();
+    for (const pgid of groups) signalGroup(pgid, signal);
     return;
   }
-  for (const pgid of groups) {
-    try {
-      process.kill(-pgid, signal);
-    } catch {
-      groups.delete(pgid);
-    }
+  try {
+    process.kill(-1, signal);
+  } catch {
+    /* ESRCH: nobody else left */
   }
 }
 

@@ -107,11 +107,11 @@ export function spawnCommand(
   }
 }
 
-/** Signals a command's whole process group; quiet when it is already gone. */
-export function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (!child.pid) return;
+/** Signals a whole process group (a command and what it started); quiet when it is already gone. */
+export function signalGroup(pgid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pgid) return;
   try {
-    process.kill(-child.pid, signal);
+    process.kill(-pgid, signal);
   } catch {
     /* ESRCH: nothing left to signal */
   }

@@ -82,4 +82,6 @@ export interface StoragePool {
   list(): Promise<string[]>;
   /** Unmounts anything left mounted for a qube (after a crash). */
   cleanupMounts(uuid: string): Promise<void>;
+  /** Deletes leftovers of operations interrupted by a crash (half-deleted directories). */
+  collectTrash(): Promise<void>;
 }

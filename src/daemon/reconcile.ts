@@ -18,9 +18,13 @@ export async function reconcile(col: Collection, lifecycle: Lifecycle, backend: 
     const st = await backend.state(rt.runtimeId);
     const alive = st !== undefined && st.status === 'running';
     if (rt.state === 'running' && alive) {
-      await lifecycle.reattach(q);
-      log.info(`${q.name}: still running, reattached`);
-      continue;
+      try {
+        await lifecycle.reattach(q);
+        log.info(`${q.name}: still running, reattached`);
+        continue;
+      } catch (e) {
+        log.error(`${q.name}: cannot reattach (${(e as Error).message}); stopping it`);
+      }
     }
     // A start that did not finish, or a qube that stopped while isolad was away.
     await backend.destroy(rt.runtimeId).catch(() => undefined);
@@ -40,12 +44,18 @@ export async function reconcile(col: Collection, lifecycle: Lifecycle, backend: 
   }
   const uuids = new Set(col.all().map((q) => q.uuid));
   const running = new Set(col.store.runtimes().map((r) => col.byQid(r.qid)?.uuid));
+  await pool.collectTrash().catch((e: Error) => log.error(`collecting trash: ${e.message}`));
   for (const uuid of await pool.list()) {
-    if (!uuids.has(uuid)) {
-      log.warn(`removing volumes of a qube that was never saved: ${uuid}`);
-      await pool.remove(uuid);
-    } else if (!running.has(uuid)) {
-      await pool.cleanupMounts(uuid);
+    // One bad leftover must not keep isolad from serving: log it and go on.
+    try {
+      if (!uuids.has(uuid)) {
+        log.warn(`removing volumes of a qube that was never saved: ${uuid}`);
+        await pool.remove(uuid);
+      } else if (!running.has(uuid)) {
+        await pool.cleanupMounts(uuid);
+      }
+    } catch (e) {
+      log.error(`cleaning up volumes ${uuid}: ${(e as Error).message}`);
     }
   }
 }

@@ -87,5 +87,6 @@ export async function discard(dir: string): Promise<void> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw e;
   }
-  await fs.rm(trash, { recursive: true, force: true });
+  // Retries: a helper of a killed isolad (cp) may still be writing there for a moment.
+  await fs.rm(trash, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
 }

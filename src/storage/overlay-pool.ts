@@ -241,6 +241,12 @@ export class OverlayPool implements StoragePool {
     return (await fs.readdir(this.dir).catch(() => [] as string[])).filter((n) => /^[0-9a-f-]{36}$/.test(n));
   }
 
+  async collectTrash(): Promise<void> {
+    for (const name of await fs.readdir(this.dir).catch(() => [] as string[])) {
+      if (name.includes('.trash-')) await fs.rm(path.join(this.dir, name), { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    }
+  }
+
   async cleanupMounts(uuid: string): Promise<void> {
     await unmountAllUnder(this.runDir(uuid));
   }

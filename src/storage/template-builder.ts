@@ -261,9 +261,10 @@ export async function extractTemplate(tarball: string, destDir: string): Promise
   try {
     const tar = await run('tar', ['--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', destDir, '-xpf', tarball]);
     if (tar.code !== 0) {
-      // tar's last line is only "Exiting with failure status"; its first error says why (e.g. no space).
+      // tar's last line is only "Exiting with failure status"; the one before says why (e.g. no space).
+      // Only the tail of stderr is kept, so the first line may be cut: use the last complete one.
       const errs = tar.stderr.trim().split('\n').filter((l) => l && !/Exiting with failure status/.test(l));
-      const last = errs[0]?.replace(/^tar: /, '') ?? `exit ${tar.code}`;
+      const last = errs.pop()?.replace(/^tar: /, '') ?? `exit ${tar.code}`;
       throw fail(`Cannot extract ${tarball} into ${destDir}: ${last}`);
     }
     const du = await run('du', ['-sb', destDir]);
