@@ -3,7 +3,7 @@
 
 import { propertyValueError, QubesError } from './errors';
 import { parseInteger } from './property-types';
-import { resolveProperty, type World } from './properties';
+import { isDispvmTemplate, resolveProperty, type World } from './properties';
 import type { PropValue, QubeClass } from './qube';
 
 export interface GlobalPropertyDef {
@@ -38,7 +38,7 @@ export const GLOBAL_PROPERTIES: readonly GlobalPropertyDef[] = [
     check: (v, w) => {
       const q = w.qube(v);
       if (!q) return `no such qube '${v}'`;
-      return resolveProperty(q, 'template_for_dispvms', w).value ? undefined : `'${v}' is not a disposable template`;
+      return isDispvmTemplate(q, w) ? undefined : `'${v}' is not a disposable template`;
     },
   },
   { name: 'updatevm', type: 'vm', default: null, check: vmOfClass('AppVM', 'StandaloneVM', 'DispVM'), help: 'Qube used to download updates.' },

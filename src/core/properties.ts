@@ -60,18 +60,23 @@ function netvmCheck(v: PropValue, q: QubeRecord, w: World): string | undefined {
   return 'netvm chain too long';
 }
 
+/** template_for_dispvms, read safely: qubes of classes without the property are never disposable templates. */
+export function isDispvmTemplate(q: QubeRecord, w: World): boolean {
+  return (q.klass === 'AppVM' || q.klass === 'StandaloneVM') && resolveProperty(q, 'template_for_dispvms', w).value === true;
+}
+
 function dispvmTemplateCheck(v: PropValue, _q: QubeRecord, w: World): string | undefined {
   if (v === null) return undefined;
   const t = w.qube(String(v));
   if (!t) return `no such qube '${v}'`;
-  return resolveProperty(t, 'template_for_dispvms', w).value ? undefined : `'${v}' is not a disposable template (template_for_dispvms is False)`;
+  return isDispvmTemplate(t, w) ? undefined : `'${v}' is not a disposable template (template_for_dispvms is False)`;
 }
 
 function templateCheck(v: PropValue, q: QubeRecord, w: World): string | undefined {
   const t = w.qube(String(v));
   if (!t) return `no such qube '${v}'`;
   if (q.klass === 'AppVM' && t.klass !== 'TemplateVM') return `'${v}' is a ${t.klass}, not a TemplateVM`;
-  if (q.klass === 'DispVM' && !resolveProperty(t, 'template_for_dispvms', w).value) return `'${v}' is not a disposable template`;
+  if (q.klass === 'DispVM' && !isDispvmTemplate(t, w)) return `'${v}' is not a disposable template`;
   return undefined;
 }
 

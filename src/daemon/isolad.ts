@@ -3,7 +3,7 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { RuncBackend } from '../backends/sandbox';
+import { removeCgroupParent, RuncBackend } from '../backends/sandbox';
 import type { Backend } from '../core/backend';
 import { OverlayPool } from '../storage/overlay-pool';
 import { Store } from '../store/store';
@@ -86,6 +86,14 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
       await server.close();
       // Qubes keep running: a new isolad reattaches to them.
       for (const a of lifecycle.agents.values()) await a.close().catch(() => undefined);
+      // With no qube left, nothing of this instance should stay in the host's cgroup trees.
+      if (store.runtimes().length === 0) {
+        try {
+          removeCgroupParent(config.cgroupParent);
+        } catch (e) {
+          log.warn(`cgroup cleanup: ${(e as Error).message}`);
+        }
+      }
       store.close();
     },
   };

@@ -68,15 +68,19 @@ export class Lifecycle {
       events.emit(name, 'domain-pre-start');
       const ids = this.ids(q);
       let agent: AgentListener | undefined;
+      let phases = '';
       try {
         const vols = await this.d.pool.start(this.volumesOf(q), ids);
         await ensureOwnedDir(path.join(vols.privateDir, 'home'), ids.base, 0o755);
         agent = await this.openAgent(q, ids);
         const hello = waitFor(agent, 'hello', Number(col.prop(q, 'qrexec_timeout')) * 1000, `${name}: the agent did not connect`);
+        const tVolumes = Date.now();
         await this.d.backend.start(buildRuntimeSpec(this.d.config, col, q, vols));
+        const tRuntime = Date.now();
         await hello;
+        phases = `volumes ${tVolumes - started} ms, runtime ${tRuntime - tVolumes} ms, agent ${Date.now() - tRuntime} ms`;
         col.write(() => col.store.putRuntime({ qid: q.qid, state: 'running', runtimeId: runtimeId(q), backend: this.d.backend.name, startedAt: started, rootRevision: vols.rootRevision }));
-        log.info(`${name}: started in ${Date.now() - started} ms`);
+        log.info(`${name}: started in ${Date.now() - started} ms (${phases})`);
         events.emit(name, 'domain-start');
       } catch (e) {
         const msg = (e as Error).message;
@@ -214,14 +218,30 @@ export class Lifecycle {
     });
   }
 
+  /**
+   * Backstop for deaths the agent channel did not report: one runtime listing per tick (not one
+   * query per qube, which would keep two cores busy with a hundred qubes).
+   */
   startSweep(intervalMs = 2000): void {
+    let busy = false;
     this.sweepTimer = setInterval(() => {
-      for (const rt of this.d.collection.store.runtimes()) {
-        const q = this.d.collection.byQid(rt.qid);
-        if (q && rt.state !== 'starting') void this.checkStopped(q.name).catch(() => undefined);
-      }
+      if (busy) return;
+      busy = true;
+      void this.sweep().finally(() => (busy = false));
     }, intervalMs);
     this.sweepTimer.unref();
+  }
+
+  private async sweep(): Promise<void> {
+    const rows = this.d.collection.store.runtimes().filter((r) => r.state !== 'starting');
+    if (rows.length === 0) return;
+    const listed = await this.d.backend.list().catch(() => undefined);
+    if (!listed) return;
+    const alive = new Set(listed.filter((i) => i.status !== 'stopped').map((i) => i.id));
+    for (const rt of rows) {
+      const q = this.d.collection.byQid(rt.qid);
+      if (q && !alive.has(rt.runtimeId)) await this.checkStopped(q.name).catch(() => undefined);
+    }
   }
 
   stopSweep(): void {

@@ -96,13 +96,16 @@ export class ProtocolError extends QubesError {
 
 export const EMPTY = Buffer.alloc(0);
 
+export function frameHeader(type: number, len: number): Buffer {
+  if (len > MAX_PAYLOAD) throw new RangeError(`${typeName(type)} payload of ${len} bytes exceeds ${MAX_PAYLOAD}`);
+  const h = Buffer.allocUnsafe(HEADER_SIZE);
+  h.writeUInt32LE(type, 0);
+  h.writeUInt32LE(len, 4);
+  return h;
+}
+
 export function encodeFrame(type: number, payload: Buffer = EMPTY): Buffer {
-  if (payload.length > MAX_PAYLOAD) throw new RangeError(`${typeName(type)} payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
-  const out = Buffer.allocUnsafe(HEADER_SIZE + payload.length);
-  out.writeUInt32LE(type, 0);
-  out.writeUInt32LE(payload.length, 4);
-  payload.copy(out, HEADER_SIZE);
-  return out;
+  return Buffer.concat([frameHeader(type, payload.length), payload]);
 }
 
 export function encodeU32(value: number): Buffer {

@@ -110,14 +110,14 @@ export class OverlayPool implements StoragePool {
     try {
       const kinds = volumeLayout(q.klass);
       const rootKind = kinds.find((k) => k.name === 'root')!;
-      let rootRevision: string;
-      if (rootKind.snapOnStart) {
-        if (!q.sourceUuid) throw new Error(`qube ${q.uuid}: snapshot root without a source`);
-        rootRevision = await this.mountSnapshot(q.sourceUuid, 'root', path.join(volatile, 'root'), rd, 'root', ids);
-      } else {
-        rootRevision = await this.mountOrigin(q.uuid, 'root', rd, 'root', ids);
-      }
-      await this.mountOrigin(q.uuid, 'private', rd, 'private', ids);
+      if (rootKind.snapOnStart && !q.sourceUuid) throw new Error(`qube ${q.uuid}: snapshot root without a source`);
+      // Independent mounts: done side by side, they cost one mount's latency instead of two.
+      const [rootRevision] = await Promise.all([
+        rootKind.snapOnStart
+          ? this.mountSnapshot(q.sourceUuid!, 'root', path.join(volatile, 'root'), rd, 'root', ids)
+          : this.mountOrigin(q.uuid, 'root', rd, 'root', ids),
+        this.mountOrigin(q.uuid, 'private', rd, 'private', ids),
+      ]);
       return { rootfs: path.join(rd, 'root'), privateDir: path.join(rd, 'private'), rootRevision };
     } catch (e) {
       await this.cleanupMounts(q.uuid);
