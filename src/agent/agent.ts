@@ -2,7 +2,7 @@
 // (reconnecting forever), runs the commands it is sent, and stops the qube on MSG_SHUTDOWN or SIGTERM.
 
 import { createConnection } from 'net';
-import { readdirSync, readFileSync } from 'fs';
+import { readdirSync, readFileSync, writeSync } from 'fs';
 import type { ChildProcess } from 'child_process';
 import {
   DAEMON_TO_AGENT_CONTROL, DAEMON_TO_AGENT_DATA, EMPTY, HELLO_FLAG_CONTROL, HELLO_FLAG_DATA,
@@ -21,7 +21,14 @@ const SIGTERM_GRACE_SEC = Number(process.env.ISOLA_SHUTDOWN_TIMEOUT) || 10;
 const KILL_ALL = process.pid === 1 || process.env.ISOLA_SHUTDOWN_KILL_ALL === '1';
 const IDENT = `isola-agent/${AGENT_VERSION} node/${process.version}`;
 
-const log = (line: string) => process.stderr.write(`isola-agent: ${line}\n`);
+/** Best effort and synchronous: a log that can fail (EPIPE) must not raise errors that get logged in turn. */
+function log(line: string): void {
+  try {
+    writeSync(2, `isola-agent: ${line}\n`);
+  } catch {
+    /* nobody is reading our stderr: the line is lost, the agent goes on */
+  }
+}
 /** Process groups of our commands (they outlive their leader); only needed when kill(-1) is not ours to use. */
 const groups = new Set<number>();
 let control: FramedSocket | null = null;
@@ -261,6 +268,7 @@ function main(): void {
   process.on('SIGTERM', () => void shutdown(SIGTERM_GRACE_SEC, 'SIGTERM'));
   process.on('SIGINT', () => void shutdown(SIGTERM_GRACE_SEC, 'SIGINT'));
   process.on('SIGHUP', () => {});
+  process.stderr.on('error', () => {}); // node's own warnings must not turn a dead log reader into a crash
   // Losing the agent stops the whole qube, so a bug in one request is logged and survived.
   process.on('uncaughtException', (e) => log(`uncaught: ${e.stack ?? e}`));
   connectControl();

@@ -118,7 +118,8 @@ export function pipeFrames(client: Socket, data: FramedSocket, opts: PipeFramesO
       if (f.type === MSG_DATA_EXIT_CODE) {
         const code = parseExitCode(f.payload);
         data.allow(NOTHING);
-        cfs.allow(NOTHING);
+        // Input the client sent before it saw the exit code (e.g. its stdin EOF) is late, not hostile.
+        cfs.onFrame = () => undefined;
         forward(data, cfs, f);
         data.end();
         if (opts.endClient !== false) cfs.end();

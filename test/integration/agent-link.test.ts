@@ -57,6 +57,13 @@ async function run(l: AgentListener, user: string, command: string, input?: Buff
 }
 
 const exited = (c: ChildProcess) => new Promise<number | null>((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code))));
+/** utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat). */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+
 /** Gone or a zombie: once the agent exits, its dead children are reaped by the host's init, not at once. */
 function running(pid: number): boolean {
   try {
@@ -211,6 +218,19 @@ describe('AgentListener with a real agent', { timeout: 60_000 }, () => {
     await listener.listen();
     await listener.waitForHello(5000);
     assert.equal((await run(listener, me, 'echo back')).out, 'back\n');
+  });
+
+  it('keeps serving, without spinning, once nobody reads its stderr (agent-log-epipe)', async () => {
+    agent.stderr!.destroy();
+    await listener.close(); // the agent logs the lost connection into a pipe without a reader
+    await sleep(200);
+    const cpu0 = cpuTicks(agent.pid!);
+    await sleep(500);
+    assert.ok(cpuTicks(agent.pid!) - cpu0 < 10, 'agent burns CPU while idle');
+    listener = new AgentListener({ socketPath: sockPath, name: 'test', log });
+    await listener.listen();
+    await listener.waitForHello(5000);
+    assert.equal((await run(listener, me, 'echo alive')).out, 'alive\n');
   });
 
   it('stops the agent and its processes on shutdown, and reports the disconnect', async () => {

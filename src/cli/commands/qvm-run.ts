@@ -4,7 +4,7 @@
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { encodeRequest, decodeReply } from '../../core/admin-wire';
-import { runDataSession } from '../../qrexec/client';
+import { EXIT_QREXEC_PROBLEM, runDataSession } from '../../qrexec/client';
 import { encodeExecParams, encodeFrame, MSG_EXEC_CMDLINE, MSG_JUST_EXEC } from '../../qrexec/protocol';
 import { addTargetOptions, newProgram, reportError, resolveTargets, UsageError, type CliDeps, type TargetOptions } from './common';
 
@@ -69,9 +69,12 @@ async function runOne(deps: RunDeps, vm: string, user: string, command: string, 
     sock.destroy();
     return 0;
   }
-  const done = runDataSession(sock, { stdin: deps.stdin ?? process.stdin, stdout: deps.out ?? process.stdout, stderr: deps.err ?? process.stderr }, { head });
+  const done = runDataSession(sock, { stdin: deps.stdin ?? process.stdin, stdout: deps.out ?? process.stdout, stderr: deps.err ?? process.stderr }, { head, log: () => undefined });
   sock.resume();
-  return done;
+  return done.catch((e: Error) => {
+    deps.stderr(`qvm-run: error: ${vm}: ${e.message}\n`);
+    return EXIT_QREXEC_PROBLEM;
+  });
 }
 
 /** Waits for `30 00` (go on: data frames follow) or a whole exception reply (thrown). */
