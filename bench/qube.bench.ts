@@ -2,7 +2,7 @@
 // in the same run (runc run / runc exec of the same root and config). Prints a table and writes
 // bench/results/qube-<time>.json. `--qubes N` sets the size of the many-qubes run (default 100).
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Instance, REPO } from '../test/integration/harness';
@@ -45,7 +45,6 @@ async function main(): Promise<void> {
   const qubesArg = process.argv.indexOf('--qubes');
   const many = qubesArg > 0 ? Number(process.argv[qubesArg + 1]) : 100;
   const inst = new Instance();
-  const runc = (...a: string[]) => execFileSync('runc', ['--root', inst.config.runcRoot, ...a], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
   const rows: { what: string; value: number; unit: string; baseline?: number; goal?: string }[] = [];
   try {
     await inst.start();
@@ -62,7 +61,7 @@ async function main(): Promise<void> {
       if (m) daemonStarts.push(Number(m[1]));
       if (i < RUNS - 1) await inst.ok('qvm-kill', 'work');
     }
-    const id = (JSON.parse(runc('list', '--format', 'json')) as { id: string }[]).find((c) => c.id.startsWith('work.'))!.id;
+    const id = inst.runtimeId('work');
     const cfg = JSON.parse(readFileSync(path.join(inst.config.bundleRoot, id, 'config.json'), 'utf8'));
     const floorBundle = path.join(inst.home, 'floor-bundle');
     mkdirSync(floorBundle, { recursive: true });
@@ -88,7 +87,7 @@ async function main(): Promise<void> {
 
     // --- memory of an idle qube: PSS of all its processes (no per-qube host process exists)
     await new Promise((r) => setTimeout(r, 2000));
-    const pids = JSON.parse(runc('ps', '--format', 'json', id)) as number[];
+    const pids = JSON.parse(inst.runc('ps', '--format', 'json', id)) as number[];
     const pss = pids.reduce((s, p) => s + pssKiB(p), 0) / 1024;
     rows.push({ what: 'host memory per idle qube (PSS)', value: pss, unit: 'MiB', goal: '≤ 20 MiB' });
     await inst.ok('qvm-kill', 'work');
@@ -103,9 +102,9 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 3000));
     const memAfter = memUsedMiB();
     let pssAll = 0;
-    for (const c of JSON.parse(runc('list', '--format', 'json')) as { id: string; status: string }[]) {
+    for (const c of inst.containers()) {
       if (c.status !== 'running') continue;
-      for (const p of JSON.parse(runc('ps', '--format', 'json', c.id)) as number[]) pssAll += pssKiB(p);
+      for (const p of JSON.parse(inst.runc('ps', '--format', 'json', c.id)) as number[]) pssAll += pssKiB(p);
     }
     rows.push({ what: `start of qube #${many} (after ${many - 1} running)`, value: last, unit: 'ms', baseline: median(starts) });
     rows.push({ what: `${many} qubes: total start time`, value: total, unit: 's' });

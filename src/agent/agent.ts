@@ -29,9 +29,9 @@ function log(line: string): void {
     /* nobody is reading our stderr: the line is lost, the agent goes on */
   }
 }
+
 /** Process groups of our commands (they outlive their leader); only needed when kill(-1) is not ours to use. */
 const groups = new Set<number>();
-let control: FramedSocket | null = null;
 let shuttingDown = false;
 let linkState: 'never' | 'up' | 'down' = 'never';
 
@@ -48,16 +48,14 @@ function connectControl(): void {
     hello: { flags: HELLO_FLAG_CONTROL, ident: IDENT, timeoutMs: 10_000 },
   });
   fs.onHello = (hello) => {
-    control = fs;
     if (linkState !== 'up') log(`connected to isolad at ${SOCKET_PATH} (peer ${hello.ident || 'unnamed'})`);
     linkState = 'up';
   };
   fs.onFrame = (f) => onControlFrame(fs, f);
   fs.onClose = (reason) => {
-    if (control === fs) control = null;
     if (linkState === 'up') log(`control connection lost (${reason ?? 'closed by isolad'}); reconnecting`);
     else if (linkState === 'never') log(`waiting for isolad at ${SOCKET_PATH} (${reason ?? 'closed'})`);
-    if (linkState !== 'down') linkState = 'down';
+    linkState = 'down';
     // isolad may restart while the qube runs: retry forever, jittered so many qubes don't stampede.
     if (!shuttingDown) setTimeout(connectControl, 100 + Math.floor(Math.random() * 100));
   };

@@ -5,17 +5,17 @@ import { EventEmitter } from 'events';
 import { createServer, type Server, type Socket } from 'net';
 import { chmodSync, lstatSync, statSync, unlinkSync } from 'fs';
 import { randomBytes } from 'crypto';
-import { Readable, Writable } from 'stream';
 import { QubesError } from '../core/errors';
 import { FramedSocket, type Frame } from './frame-reader';
-import { pipeFrames, EXIT_QREXEC_PROBLEM, type PipeFramesOptions } from './client';
+import { ExecSession } from './client';
 import {
-  AFTER_STDOUT_EOF, AGENT_TO_DAEMON_BIND, AGENT_TO_DAEMON_CONTROL, AGENT_TO_DAEMON_DATA, EMPTY, HELLO_FLAG_CONTROL,
-  HELLO_FLAG_DATA, MAX_PAYLOAD, MSG_DATA_STDIN, MSG_DATA_STDOUT, MSG_DATA_STDERR, MSG_EXEC_CMDLINE, MSG_JUST_EXEC,
-  MSG_PING, MSG_PONG, MSG_SERVICE_REFUSED, MSG_SHUTDOWN, MSG_TRIGGER_SERVICE3, NOTHING, encodeExecParams,
-  encodeServiceParams, encodeU32, isValidUserName, parseExitCode, parseTriggerService3, parseU32,
-  type Hello, type TriggerService3,
+  AGENT_TO_DAEMON_BIND, AGENT_TO_DAEMON_CONTROL, AGENT_TO_DAEMON_DATA, HELLO_FLAG_CONTROL, HELLO_FLAG_DATA,
+  MAX_PAYLOAD, MSG_EXEC_CMDLINE, MSG_JUST_EXEC, MSG_PING, MSG_PONG, MSG_SERVICE_REFUSED, MSG_SHUTDOWN,
+  MSG_TRIGGER_SERVICE3, NOTHING, encodeExecParams, encodeServiceParams, encodeU32, isValidUserName,
+  parseTriggerService3, parseU32, type Hello, type TriggerService3,
 } from './protocol';
+
+export { ExecSession };
 
 export interface AgentListenerOptions {
   socketPath: string;
@@ -263,114 +263,5 @@ export class AgentListener extends EventEmitter {
       fs.pause(); // until the caller picks streams or raw(): no output may be consumed before then
       req.resolve(new ExecSession(id, fs, this.log, this.label));
     };
-  }
-}
-
-/**
- * One command running in the qube. Use either the streams (stdin/stdout/stderr/exit: Node semantics, so
- * unread stdout eventually stalls the command) or pipe()/raw() to splice frames; the first access decides.
- */
-export class ExecSession {
-  private mode: 'new' | 'streams' | 'raw' = 'new';
-  private streams: { stdin: Writable; stdout: Readable; stderr: Readable } | null = null;
-  private settleExit!: (code: number) => void;
-  private settled = false;
-  private readonly exitPromise = new Promise<number>((r) => (this.settleExit = r));
-
-  constructor(readonly requestId: number, private readonly framed: FramedSocket | null, private readonly log: (l: string) => void, private readonly label: string) {
-    if (!framed) this.settle(0);
-  }
-
-  get stdin(): Writable { return this.useStreams().stdin; }
-  get stdout(): Readable { return this.useStreams().stdout; }
-  get stderr(): Readable { return this.useStreams().stderr; }
-
-  /** The exit code (128+signo for a signal); 125 when the data connection broke first. Never rejects. */
-  get exit(): Promise<number> {
-    if (this.mode === 'new') this.useStreams();
-    return this.exitPromise;
-  }
-
-  /** The data connection itself, paused, with any frames already received still queued in it. */
-  raw(): FramedSocket {
-    if (this.mode === 'streams' || !this.framed) throw new Error('ExecSession: streams already in use or no data connection');
-    this.mode = 'raw';
-    return this.framed;
-  }
-
-  /** Splices a CLI client's DATA-frame socket onto this command (see pipeFrames); settles `exit` too. */
-  async pipe(client: Socket, opts: PipeFramesOptions = {}): Promise<number> {
-    const code = await pipeFrames(client, this.raw(), { log: this.log, label: `${this.label}: request ${this.requestId}`, ...opts });
-    this.settle(code);
-    return code;
-  }
-
-  /** Drops the data connection: the agent sends SIGHUP to the command's process group. */
-  hangup(): void {
-    this.framed?.close();
-  }
-
-  private settle(code: number): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.settleExit(code);
-  }
-
-  private useStreams(): { stdin: Writable; stdout: Readable; stderr: Readable } {
-    if (this.streams) return this.streams;
-    if (this.mode === 'raw') throw new Error('ExecSession: raw() already taken the data connection');
-    this.mode = 'streams';
-    const fs = this.framed;
-    const more = () => fs?.resume();
-    const stdout = new Readable({ read: more });
-    const stderr = new Readable({ read: more });
-    let inputOpen = !!fs;
-    const whenWritable = (cb: () => void) => {
-      const done = () => (fs!.socket.off('drain', done).off('close', done), cb());
-      fs!.socket.once('drain', done).once('close', done);
-    };
-    // Input to a command that is gone is dropped silently, as an 'error' nobody listens to would kill isolad.
-    const stdin = new Writable({
-      write: (chunk: Buffer, _enc, cb) => (!inputOpen || fs!.sendData(MSG_DATA_STDIN, chunk) ? cb() : whenWritable(() => cb())),
-      final: (cb) => {
-        if (inputOpen) fs!.send(MSG_DATA_STDIN, EMPTY);
-        inputOpen = false;
-        cb();
-      },
-    });
-    this.streams = { stdin, stdout, stderr };
-    const ended = new Set<Readable>();
-    const end = (r: Readable) => !ended.has(r) && (ended.add(r), r.push(null));
-    if (!fs) {
-      end(stdout);
-      end(stderr);
-      return this.streams;
-    }
-    fs.onFrame = (f) => {
-      if (f.type === MSG_DATA_STDOUT && f.payload.length === 0) {
-        fs.allow(AFTER_STDOUT_EOF);
-        end(stdout);
-      } else if (f.type === MSG_DATA_STDOUT || f.type === MSG_DATA_STDERR) {
-        if (f.payload.length > 0 && !(f.type === MSG_DATA_STDOUT ? stdout : stderr).push(f.payload)) fs.pause();
-      } else {
-        const code = parseExitCode(f.payload);
-        fs.allow(NOTHING);
-        inputOpen = false;
-        end(stdout);
-        end(stderr);
-        fs.end();
-        this.settle(code);
-      }
-    };
-    fs.onClose = (reason) => {
-      inputOpen = false;
-      end(stdout);
-      end(stderr);
-      if (this.settled) return;
-      this.log(`${this.label}: request ${this.requestId}: data connection closed before the exit code${reason ? ` (${reason})` : ''}`);
-      this.settle(EXIT_QREXEC_PROBLEM);
-    };
-    fs.resume();
-    return this.streams;
   }
 }

@@ -134,6 +134,8 @@ export class FramedSocket {
       this.deliver();
     });
     if (opts.head?.length) setImmediate(() => this.deliver());
+    // A socket handed over paused (e.g. by the Admin API server after its request header) starts flowing here.
+    socket.resume();
   }
 
   /** Fires once, after every frame received before the close; reason is null for an orderly close. A handler

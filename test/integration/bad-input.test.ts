@@ -3,7 +3,6 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { execFileSync } from 'node:child_process';
 import { canRunIntegration, Instance, sleep } from './harness';
 
 const skip = canRunIntegration();
@@ -89,8 +88,7 @@ describe('bad input changes nothing', { skip, concurrency: false }, () => {
 
   test('a qube whose runtime dies becomes Halted, and qvm-ls, qvm-check and the log say why', async () => {
     await inst.ok('qvm-start', 'other');
-    const list = JSON.parse(execFileSync('runc', ['--root', inst.config.runcRoot, 'list', '--format', 'json']).toString()) as { id: string }[];
-    execFileSync('runc', ['--root', inst.config.runcRoot, 'kill', list.find((c) => c.id.startsWith('other.'))!.id, 'KILL']);
+    inst.runc('kill', inst.runtimeId('other'), 'KILL');
     let ls = await inst.cli('qvm-ls', ['other']);
     for (let i = 0; i < 100 && !/Halted/.test(ls.stdout); i++) {
       await sleep(100);

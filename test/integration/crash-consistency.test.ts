@@ -2,7 +2,6 @@
 // running qubes usable, unfinished work rolled back, nothing orphaned.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { mountsUnder } from '../../src/storage/mounts';
@@ -12,8 +11,7 @@ const skip = canRunIntegration();
 
 describe('crash consistency', { skip, concurrency: false }, () => {
   let inst: Instance;
-  const runtimes = (): string[] =>
-    (JSON.parse(execFileSync('runc', ['--root', inst.config.runcRoot, 'list', '--format', 'json']).toString() || 'null') ?? []).map((c: { id: string }) => c.id);
+  const runtimes = (): string[] => inst.containers().map((c) => c.id);
   const state = async (vm: string) => (await inst.ok('qvm-ls', '--raw-data', '--fields', 'name,state')).split('\n').find((l) => l.startsWith(`${vm}|`))?.split('|')[1];
 
   /** The invariants of point 3: every runtime belongs to a Running qube, Halted qubes hold no mounts, no stray volumes. */
@@ -55,8 +53,7 @@ describe('crash consistency', { skip, concurrency: false }, () => {
   test('a qube that stopped while isolad was down is Halted after the restart, its data committed', async () => {
     await inst.ok('qvm-run', '-p', 'c1', 'echo kept > ~/while-down');
     await inst.kill9();
-    const id = runtimes().find((x) => x.startsWith('c1.'))!;
-    execFileSync('runc', ['--root', inst.config.runcRoot, 'kill', id, 'KILL']);
+    inst.runc('kill', inst.runtimeId('c1'), 'KILL');
     await sleep(300);
     await inst.start();
     assert.equal(await state('c1'), 'Halted');

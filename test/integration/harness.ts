@@ -2,7 +2,7 @@
 // child process (so tests can kill -9 it), the CLI run as a user would, and a cleanup that
 // leaves no container, mount, cgroup or file behind.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -63,20 +63,37 @@ export class Instance {
   }
 
   /** Kills isolad with SIGKILL (qubes keep running) and waits for it to be gone. */
-  async kill9(): Promise<void> {
+  kill9(): Promise<void> {
+    return this.signalDaemon('SIGKILL');
+  }
+
+  stopDaemon(): Promise<void> {
+    return this.signalDaemon('SIGTERM');
+  }
+
+  private async signalDaemon(signal: NodeJS.Signals): Promise<void> {
     const d = this.daemon;
     if (!d || d.exitCode !== null) return;
     const gone = new Promise((r) => d.once('exit', r));
-    d.kill('SIGKILL');
+    d.kill(signal);
     await gone;
   }
 
-  async stopDaemon(): Promise<void> {
-    const d = this.daemon;
-    if (!d || d.exitCode !== null) return;
-    const gone = new Promise((r) => d.once('exit', r));
-    d.kill('SIGTERM');
-    await gone;
+  /** The runc commands of this instance (its own --root). */
+  runc(...args: string[]): string {
+    return execFileSync('runc', ['--root', this.config.runcRoot, ...args]).toString();
+  }
+
+  /** Runtime containers of this instance, from runc itself. */
+  containers(): { id: string; pid: number; status: string }[] {
+    return JSON.parse(this.runc('list', '--format', 'json') || 'null') ?? [];
+  }
+
+  /** The runtime id of a qube (`NAME.QID`), as runc knows it. */
+  runtimeId(vm: string): string {
+    const c = this.containers().find((x) => x.id.startsWith(`${vm}.`));
+    if (!c) throw new Error(`no runtime for ${vm}`);
+    return c.id;
   }
 
   /** Runs a command from bin/ as a user would; never throws on a non-zero exit. */

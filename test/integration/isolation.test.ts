@@ -2,7 +2,6 @@
 // test is named after what a compromised qube would try and asserts that it fails.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
@@ -14,11 +13,7 @@ describe('isolation from inside a qube', { skip, concurrency: false }, () => {
   let inst: Instance;
   const planted = `/root/isola-planted-${randomBytes(6).toString('hex')}`;
   const run = (vm: string, cmd: string, user = 'root') => inst.cli('qvm-run', ['-p', '-u', user, vm, cmd]);
-  const hostPids = (vm: string): number[] => {
-    const list = JSON.parse(execFileSync('runc', ['--root', inst.config.runcRoot, 'list', '--format', 'json']).toString() || '[]') as { id: string; pid: number }[];
-    const id = list.find((c) => c.id.startsWith(`${vm}.`))!.id;
-    return JSON.parse(execFileSync('runc', ['--root', inst.config.runcRoot, 'ps', '--format', 'json', id]).toString()) as number[];
-  };
+  const hostPids = (vm: string): number[] => JSON.parse(inst.runc('ps', '--format', 'json', inst.runtimeId(vm))) as number[];
 
   before(async () => {
     inst = new Instance();
