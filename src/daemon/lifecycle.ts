@@ -71,7 +71,7 @@ export class Lifecycle {
       let phases = '';
       try {
         const vols = await this.d.pool.start(this.volumesOf(q), ids);
-        await ensureOwnedDir(path.join(vols.privateDir, 'home'), ids.base, 0o755);
+        await ensurePrivateHome(vols.privateDir, ids.base);
         agent = await this.openAgent(q, ids);
         const hello = waitFor(agent, 'hello', Number(col.prop(q, 'qrexec_timeout')) * 1000, `${name}: the agent did not connect`);
         const tVolumes = Date.now();
@@ -247,6 +247,20 @@ export class Lifecycle {
   stopSweep(): void {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
   }
+}
+
+/**
+ * /rw/home is bound at /home by the runtime, on the host side. The qube controls its private volume,
+ * so anything there but a real directory (a symlink to the host's /etc, say) is moved aside and
+ * replaced: following it would chown or bind-mount a host path.
+ */
+export async function ensurePrivateHome(privateDir: string, owner: number): Promise<void> {
+  const home = path.join(privateDir, 'home');
+  const st = await fs.lstat(home).catch(() => undefined);
+  if (st?.isDirectory()) return;
+  if (st) await fs.rename(home, path.join(privateDir, `home.not-a-directory-${Date.now()}`));
+  await fs.mkdir(home, { mode: 0o755 });
+  await fs.lchown(home, owner, owner);
 }
 
 export async function ensureOwnedDir(dir: string, owner: number, mode: number): Promise<void> {

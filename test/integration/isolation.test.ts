@@ -3,7 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { canRunIntegration, Instance } from './harness';
 
@@ -99,5 +101,25 @@ describe('isolation from inside a qube', { skip, concurrency: false }, () => {
   test('network: only the loopback interface exists', async () => {
     const r = await run('attacker', 'ls /sys/class/net');
     assert.deepEqual(r.stdout.trim().split(/\s+/), ['lo']);
+  });
+
+  test('symlink-escape-private-home: a symlink planted as /rw/home is not followed on the host', async () => {
+    const hostDir = mkdtempSync(path.join(os.tmpdir(), 'isola-target-'));
+    chmodSync(hostDir, 0o700);
+    writeFileSync(path.join(hostDir, 'host-only'), 'host-secret\n');
+    try {
+      const r = await run('attacker', `mv /rw/home /rw/home.old && ln -s ${hostDir} /rw/home && ls -ld /rw/home`);
+      assert.equal(r.code, 0, r.stderr);
+      await inst.ok('qvm-shutdown', '--wait', 'attacker');
+      await inst.ok('qvm-start', 'attacker');
+      const st = statSync(hostDir);
+      assert.equal(st.uid, 0, 'the host directory was not chowned to the qube');
+      assert.equal(st.mode & 0o777, 0o700);
+      const inside = await run('attacker', 'ls -a /home; cat /home/host-only 2>/dev/null');
+      assert.doesNotMatch(inside.stdout, /host-secret|host-only/);
+      assert.match((await run('attacker', 'ls /rw')).stdout, /home\.not-a-directory-/, 'the planted link was moved aside');
+    } finally {
+      rmSync(hostDir, { recursive: true, force: true });
+    }
   });
 });
