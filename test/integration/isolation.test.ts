@@ -122,4 +122,15 @@ describe('isolation from inside a qube', { skip, concurrency: false }, () => {
       rmSync(hostDir, { recursive: true, force: true });
     }
   });
+
+  test('cgroup-release-agent: the qube can neither set a release_agent nor raise its own limits', async () => {
+    const r = await run('attacker', [
+      'echo /tmp/x > /sys/fs/cgroup/memory/release_agent && echo WROTE-release',
+      'echo 1 > /sys/fs/cgroup/memory/notify_on_release && echo WROTE-notify',
+      'echo -1 > /sys/fs/cgroup/memory/memory.limit_in_bytes && echo WROTE-limit',
+      'echo max > /sys/fs/cgroup/pids/pids.max && echo WROTE-pids',
+      'mkdir /tmp/cg && mount -t cgroup -o memory cgroup /tmp/cg && echo MOUNTED',
+    ].join('; '));
+    assert.doesNotMatch(r.stdout, /WROTE|MOUNTED/);
+  });
 });
