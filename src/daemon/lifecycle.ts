@@ -73,11 +73,11 @@ export class Lifecycle {
         const vols = await this.d.pool.start(this.volumesOf(q), ids);
         await ensurePrivateHome(vols.privateDir, ids.base);
         agent = await this.openAgent(q, ids);
-        const hello = waitFor(agent, 'hello', Number(col.prop(q, 'qrexec_timeout')) * 1000, `${name}: the agent did not connect`);
+        const hello = waitForHello(agent, Number(col.prop(q, 'qrexec_timeout')) * 1000, name);
         const tVolumes = Date.now();
         await this.d.backend.start(buildRuntimeSpec(this.d.config, col, q, vols));
         const tRuntime = Date.now();
-        await hello;
+        await Promise.race([hello.promise, this.exitDuringStart(q, hello)]);
         phases = `volumes ${tVolumes - started} ms, runtime ${tRuntime - tVolumes} ms, agent ${Date.now() - tRuntime} ms`;
         col.write(() => col.store.putRuntime({ qid: q.qid, state: 'running', runtimeId: runtimeId(q), backend: this.d.backend.name, startedAt: started, rootRevision: vols.rootRevision }));
         log.info(`${name}: started in ${Date.now() - started} ms (${phases})`);
@@ -116,6 +116,19 @@ export class Lifecycle {
     agent.on('disconnect', () => void this.checkStopped(q.name));
     this.agents.set(q.uuid, agent);
     return agent;
+  }
+
+  /** Fails fast when the qube's init exits before its agent said hello (instead of waiting qrexec_timeout). */
+  private async exitDuringStart(q: QubeRecord, hello: HelloWait): Promise<void> {
+    while (!hello.settled) {
+      // Later than a normal agent's hello (~80 ms), so healthy starts pay nothing for this check.
+      await sleep(250);
+      const st = await this.d.backend.state(runtimeId(q)).catch(() => undefined);
+      if (!hello.settled && (!st || st.status === 'stopped')) {
+        throw new Error(`the qube's init exited before its agent connected (see ${path.join(this.d.config.logDir, `guest-${q.name}.log`)})`);
+      }
+    }
+    await hello.promise;
   }
 
   /** After an isolad restart: listen for the running qube's agent again (it reconnects by itself). */
@@ -273,12 +286,21 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function waitFor(emitter: AgentListener, event: string, ms: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s`)), ms);
-    emitter.once(event, () => {
+interface HelloWait {
+  promise: Promise<void>;
+  settled: boolean;
+}
+
+function waitForHello(agent: AgentListener, ms: number, name: string): HelloWait {
+  const w: HelloWait = { settled: false, promise: Promise.resolve() };
+  w.promise = new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`the agent of ${name} did not connect within ${ms / 1000} s`)), ms);
+    agent.once('hello', () => {
       clearTimeout(t);
       resolve();
     });
+  }).finally(() => {
+    w.settled = true;
   });
+  return w;
 }
