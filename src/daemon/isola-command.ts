@@ -6,6 +6,7 @@ import { formatReport, KVM_CHECK_NAME, probeHost } from '../backends/host-probe'
 import { isQubesError } from '../core/errors';
 import { idmapHelperPath } from '../storage/mounts';
 import { startIsolad } from './isolad';
+import { policyCommand, policyErrorCode } from './policy-command';
 import { runSetup } from './setup';
 
 export async function isolaMain(argv: string[], out = (s: string) => process.stdout.write(s), err = (s: string) => process.stderr.write(s)): Promise<number> {
@@ -36,9 +37,12 @@ export async function isolaMain(argv: string[], out = (s: string) => process.std
       // KVM is optional (TCG is the fallback): its absence alone is not a failure.
       code = results.some((r) => !r.ok && r.name !== KVM_CHECK_NAME) ? 1 : 0;
     });
+  program.addCommand(policyCommand({ out, err }, (c) => (code = c)));
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
+    const policyCode = policyErrorCode(e, { out, err });
+    if (policyCode !== undefined) return policyCode;
     if (e instanceof CommanderError) return e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version' ? 0 : 2;
     err(`isola: error: ${isQubesError(e) ? e.message : (e as Error).message}\n`);
     return 1;

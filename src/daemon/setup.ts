@@ -1,7 +1,10 @@
 // `isola setup`: the default template and Qubes' default qubes, through the Admin API only.
 // Idempotent: what exists is left as it is, so it can run at every `npm start`.
 
+import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import path from 'node:path';
 import { AdminClient } from '../cli/admin-client';
+import { policyDir } from './policy-fs';
 import { isQubesError } from '../core/errors';
 
 export const DEFAULT_TEMPLATE = 'debian-12';
@@ -13,6 +16,21 @@ export const DEFAULT_QUBES: readonly { name: string; label: string; props: Recor
   { name: 'untrusted', label: 'red', props: {} },
   { name: 'vault', label: 'black', props: { netvm: '' } },
 ];
+
+/** Qubes' default policy files, shipped in contrib/policy.d. */
+export const SHIPPED_POLICY_DIR = path.resolve(__dirname, '../../../contrib/policy.d');
+
+/** Installs the shipped policy files that are missing; never overwrites a file the user may have edited. */
+export function installDefaultPolicy(dest = policyDir()): string[] {
+  mkdirSync(dest, { recursive: true, mode: 0o755 });
+  const installed: string[] = [];
+  for (const f of readdirSync(SHIPPED_POLICY_DIR).filter((n) => n.endsWith('.policy')).sort()) {
+    if (existsSync(path.join(dest, f))) continue;
+    copyFileSync(path.join(SHIPPED_POLICY_DIR, f), path.join(dest, f));
+    installed.push(f);
+  }
+  return installed;
+}
 
 export interface SetupIo {
   out: (s: string) => void;
@@ -50,6 +68,7 @@ export async function runSetup(io: SetupIo): Promise<number> {
       for (const [k, v] of Object.entries(q.props)) await client.call('admin.vm.property.Set', q.name, { arg: k, payload: v });
       io.out(`Created ${q.name} (${q.label})\n`);
     }
+    for (const f of installDefaultPolicy()) io.out(`Installed policy ${path.join(policyDir(), f)}\n`);
     io.out('Setup done.\n');
     return 0;
   } catch (e) {

@@ -2,6 +2,9 @@
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AdminClient } from '../../src/cli/admin-client';
 import type { AdminEvent } from '../../src/core/admin-wire';
@@ -11,11 +14,16 @@ const skip = canRunIntegration();
 
 describe('qvm-* commands against isolad', { skip, concurrency: false }, () => {
   let inst: Instance;
+  let policyDir: string;
   before(async () => {
-    inst = new Instance();
+    policyDir = mkdtempSync(path.join(os.tmpdir(), 'isola-policy-'));
+    inst = new Instance({ env: { ISOLA_POLICY_DIR: policyDir } });
     await inst.start();
   });
-  after(async () => inst?.destroy());
+  after(async () => {
+    await inst?.destroy();
+    rmSync(policyDir, { recursive: true, force: true });
+  });
 
   test('isola setup installs debian-12 and creates the default qubes, and is idempotent', async () => {
     await inst.ok('isola', 'setup');
@@ -28,6 +36,17 @@ describe('qvm-* commands against isolad', { skip, concurrency: false }, () => {
     assert.ok(rows.some((r) => r.startsWith('debian-12|TemplateVM|black')));
     assert.equal((await inst.ok('qvm-prefs', 'vault', 'netvm')).trim(), '', 'no netvm prints as empty, as in Qubes');
     assert.match(await inst.ok('qvm-prefs', 'vault'), /^netvm\s+-\s+None$/m, 'vault has no network, explicitly');
+    assert.deepEqual(readdirSync(policyDir).sort(), ['90-default-gui-daemon.policy', '90-default-linux.policy', '90-default.policy']);
+    assert.match(await inst.ok('isola', 'policy', 'check'), /OK \(35 rules from 3 files\)/);
+  });
+
+  test('isola policy eval decides against the live qubes of isolad', async () => {
+    const ask = JSON.parse(await inst.ok('isola', 'policy', 'eval', 'work', 'vault', 'qubes.Filecopy'));
+    assert.equal(ask.result, 'ask');
+    assert.ok(ask.targets_for_ask.includes('vault') && !ask.targets_for_ask.includes('work'), JSON.stringify(ask));
+    assert.equal(ask.rule.file, path.join(policyDir, '90-default.policy'));
+    const deny = JSON.parse(await inst.ok('isola', 'policy', 'eval', 'work', 'vault', 'qubes.VMShell'));
+    assert.equal(deny.result, 'deny');
   });
 
   test('qvm-ls shows the default columns with the backend', async () => {

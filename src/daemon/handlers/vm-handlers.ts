@@ -9,6 +9,7 @@ import { parsePropertyValue } from '../../core/properties';
 import { CREATABLE_CLASSES, type QubeClass, type QubeRecord } from '../../core/qube';
 import { volumeLayout } from '../../core/volumes';
 import type { Handler } from '../admin-server';
+import { systemInfo } from '../system-info';
 import { destQube, parseKeyValues, payloadText, type HandlerDeps } from './context';
 
 export function vmHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
@@ -38,6 +39,7 @@ export function vmHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>
     'admin.label.Get': (ctx) => labelOf(ctx.req.arg).color,
     'admin.label.Index': (ctx) => String(labelOf(ctx.req.arg).index),
     'admin.pool.List': () => `${d.pool.name}\n`,
+    'internal.GetSystemInfo': () => JSON.stringify(systemInfo(col)),
   };
 }
 
