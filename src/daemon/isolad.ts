@@ -20,11 +20,14 @@ import { volumeHandlers } from './handlers/volume-handlers';
 import type { HandlerDeps } from './handlers/context';
 import { Lifecycle } from './lifecycle';
 import { stderrLogger, type Logger } from './logger';
+import { policyDir } from './policy-fs';
+import { PolicyStore } from './policy-store';
 import { reconcile } from './reconcile';
 import { runHandler } from './run-relay';
 
 export interface Isolad {
   config: DaemonConfig;
+  policy: PolicyStore;
   collection: Collection;
   lifecycle: Lifecycle;
   stop(): Promise<void>;
@@ -62,8 +65,11 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
   const pool = new OverlayPool('default', config.poolDir, config.runDir);
   const backend = opts.backend ?? new RuncBackend({ stateRoot: config.runcRoot, bundleRoot: config.bundleRoot });
   const lifecycle = new Lifecycle({ config, collection, pool, backend, events, log });
+  const policy = new PolicyStore(policyDir(opts.env), log);
+  policy.reload();
+  policy.watch();
   await reconcile(collection, lifecycle, backend, pool, log);
-  const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log };
+  const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy };
   const handlers = {
     ...vmHandlers(deps),
     ...propertyHandlers(deps),
@@ -79,10 +85,12 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
   await autostart(collection, lifecycle, log);
   return {
     config,
+    policy,
     collection,
     lifecycle,
     async stop() {
       lifecycle.stopSweep();
+      policy.close();
       await server.close();
       // Qubes keep running: a new isolad reattaches to them.
       for (const a of lifecycle.agents.values()) await a.close().catch(() => undefined);

@@ -8,6 +8,7 @@ import type { DaemonConfig } from '../config';
 import type { EventBus } from '../event-bus';
 import type { Lifecycle } from '../lifecycle';
 import type { Logger } from '../logger';
+import type { PolicyStore } from '../policy-store';
 import { protocolError } from '../../core/errors';
 import type { QubeRecord } from '../../core/qube';
 
@@ -18,6 +19,8 @@ export interface HandlerDeps {
   pool: StoragePool;
   events: EventBus;
   log: Logger;
+  /** The qrexec policy in force (for the router and admin calls from qubes). */
+  policy: PolicyStore;
 }
 
 export function destQube(d: HandlerDeps, ctx: CallContext): QubeRecord {
