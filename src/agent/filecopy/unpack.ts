@@ -92,6 +92,13 @@ class Reader {
   }
 }
 
+async function writeAll(fh: FileHandle, bufs: Buffer[], size: number): Promise<void> {
+  let done = (await fh.writev(bufs)).bytesWritten;
+  if (done === size) return;
+  const rest = Buffer.concat(bufs);  // a short write is rare (disk nearly full): finish it plainly
+  while (done < size) done += (await fh.write(rest, done, size - done)).bytesWritten;
+}
+
 function errnoOf(e: unknown): number {
   const code = (e as NodeJS.ErrnoException)?.code;
   const n = code ? (osConstants.errno as Record<string, number>)[code] : undefined;
@@ -190,14 +197,30 @@ class Unpacker {
     } finally {
       await this.release(dir);
     }
+    // One batch of up to 1 MiB is written while the next is read and checksummed: memory stays at two
+    // batches whatever filelen claims, and disk and CRC work overlap.
+    let pending: Promise<void> = Promise.resolve();
     try {
       for (let left = len; left > 0;) {
-        const c = await this.r.chunk(Math.min(left, CHUNK));
-        if (!c) throw new Refused(Errno.LEGAL_EOF, name);
-        for (let off = 0; off < c.length;) off += (await fh.write(c, off, c.length - off)).bytesWritten;
-        left -= c.length;
-        this.bytes += c.length;
+        const batch: Buffer[] = [];
+        let size = 0;
+        while (size < CHUNK && left > 0) {
+          const c = await this.r.chunk(Math.min(left, CHUNK - size));
+          if (!c) {
+            await pending;
+            if (size) await writeAll(fh, batch, size);  // keep what did arrive, nothing more
+            throw new Refused(Errno.LEGAL_EOF, name);
+          }
+          batch.push(c);
+          size += c.length;
+          left -= c.length;
+        }
+        await pending;
+        pending = writeAll(fh, batch, size);
+        pending.catch(() => undefined);  // awaited on the next turn; this only defers the report
+        this.bytes += size;
       }
+      await pending;
       await fh.chmod(h.mode & 0o777);  // fchmod: setuid/setgid/sticky never survive
       await fh.utimes(h.atime + h.atimeNsec / 1e9, h.mtime + h.mtimeNsec / 1e9);
     } catch (e) {
