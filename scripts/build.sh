@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf dist
 npx tsc -p tsconfig.json
-npx esbuild src/agent/agent.ts --bundle --platform=node --target=node18 --log-level=warning --outfile=dist/src/agent/isola-agent.js
+# In-qube code runs on the template's Node 18: one bundle per program, bound into qubes at /usr/lib/isola.
+npx esbuild src/agent/agent.ts --bundle --platform=node --target=node18 --log-level=warning --outfile=dist/qube/isola-agent.js
+npx esbuild src/agent/qrexec-client-vm.ts --bundle --platform=node --target=node18 --log-level=warning --outfile=dist/qube/qrexec-client-vm.js
 mkdir -p dist/libexec
 gcc -O2 -Wall -Wextra -o dist/libexec/isola-idmap-mount src/native/isola-idmap-mount.c
 

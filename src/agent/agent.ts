@@ -12,6 +12,7 @@ import {
 } from '../qrexec/protocol';
 import { FramedSocket, type Frame } from '../qrexec/frame-reader';
 import { exitCodeOf, signalGroup, spawnCommand, EXIT_QREXEC_PROBLEM } from './exec';
+import { installToolWrappers, startClientRelay } from './client-relay';
 
 export const AGENT_VERSION = '0.1.0';
 const SOCKET_PATH = process.env.ISOLA_AGENT_SOCKET || '/run/isola/agent.sock';
@@ -270,6 +271,11 @@ function main(): void {
   // Losing the agent stops the whole qube, so a bug in one request is logged and survived.
   process.on('uncaughtException', (e) => log(`uncaught: ${e.stack ?? e}`));
   connectControl();
+  // Only in a real qube (as root): tests run the agent on a host as a plain process.
+  if (process.getuid?.() === 0 && process.env.ISOLA_QUBE_NAME) {
+    installToolWrappers();
+    startClientRelay(SOCKET_PATH, log);
+  }
 }
 
 main();

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'child_process';
 import { constants as osConstants } from 'os';
 import { existsSync, readFileSync, statSync } from 'fs';
+import { serviceCommand } from './services';
 
 export interface QubeUser {
   name: string;
@@ -74,6 +75,12 @@ export function spawnCommand(
 ): SpawnResult {
   const user = lookupUser(userName, opts.passwd);
   if (!user) return { error: `user ${userName} does not exist in qube`, exitCode: EXIT_NOT_FOUND };
+  // A qrexec service call (Qubes' `QUBESRPC SERVICE+ARG SOURCE` command line).
+  if (command.startsWith('QUBESRPC ')) {
+    const svc = serviceCommand(command);
+    if ('error' in svc) return svc;
+    command = svc.command;
+  }
   const myUid = process.getuid?.() ?? 0;
   let file = '/bin/sh';
   let args = ['-c', command];

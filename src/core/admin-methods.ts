@@ -67,6 +67,8 @@ export const ADMIN_METHODS = {
   'admin.template.List': c('dom0', 'forbidden', 'forbidden', 'global', 'ro', { extension: true }),
   'admin.template.Install': c('dom0', 'required', 'forbidden', 'global', 'rwx', { extension: true }),
   'admin.Events': c('any', 'forbidden', 'forbidden', 'global', 'ro', { stream: true }),
+  /** qrexec decisions since ARG seconds ago (all if no argument): `isola policy log`. */
+  'admin.policy.Log': c('dom0', 'optional', 'forbidden', 'global', 'ro', { extension: true }),
   /** Qubes' qrexec policy input: `{"domains": {NAME: {type, tags, …}}}` (Qubes serves it on an internal socket). */
   'internal.GetSystemInfo': c('dom0', 'forbidden', 'forbidden', 'global', 'ro'),
 } as const satisfies Record<string, MethodContract>;

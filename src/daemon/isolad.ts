@@ -14,6 +14,7 @@ import { EventBus } from './event-bus';
 import { featureTagHandlers } from './handlers/feature-tag-handlers';
 import { lifecycleHandlers } from './handlers/lifecycle-handlers';
 import { propertyHandlers } from './handlers/property-handlers';
+import { policyHandlers } from './handlers/policy-handlers';
 import { templateHandlers } from './handlers/template-handlers';
 import { vmHandlers } from './handlers/vm-handlers';
 import { volumeHandlers } from './handlers/volume-handlers';
@@ -22,6 +23,7 @@ import { Lifecycle } from './lifecycle';
 import { stderrLogger, type Logger } from './logger';
 import { policyDir } from './policy-fs';
 import { PolicyStore } from './policy-store';
+import { QrexecRouter } from './qrexec-router';
 import { reconcile } from './reconcile';
 import { runHandler } from './run-relay';
 
@@ -33,9 +35,9 @@ export interface Isolad {
   stop(): Promise<void>;
 }
 
-/** The agent bundle shipped next to the compiled daemon. */
-export function agentBundlePath(): string {
-  return path.resolve(__dirname, '../agent/isola-agent.js');
+/** The in-qube programs (agent, qrexec-client-vm), bundled by the build next to the compiled daemon. */
+export function qubeBundleDir(): string {
+  return path.resolve(__dirname, '../../qube');
 }
 
 async function prepareDirs(cfg: DaemonConfig): Promise<void> {
@@ -47,11 +49,14 @@ async function prepareDirs(cfg: DaemonConfig): Promise<void> {
   for (const dir of [cfg.poolDir, cfg.logDir, cfg.bundleRoot, path.dirname(cfg.poolDir)]) await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   await fs.mkdir(cfg.libDir, { recursive: true });
   await fs.chmod(cfg.libDir, 0o755);
-  // Every qube gets the agent of this isolad, bound read-only: agent and daemon always match.
-  const tmp = path.join(cfg.libDir, `.isola-agent.js.${process.pid}`);
-  await fs.copyFile(agentBundlePath(), tmp);
-  await fs.chmod(tmp, 0o644);
-  await fs.rename(tmp, path.join(cfg.libDir, 'isola-agent.js'));
+  // Every qube gets the agent and tools of this isolad, bound read-only: agent and daemon always match.
+  for (const file of await fs.readdir(qubeBundleDir())) {
+    if (!file.endsWith('.js')) continue;
+    const tmp = path.join(cfg.libDir, `.${file}.${process.pid}`);
+    await fs.copyFile(path.join(qubeBundleDir(), file), tmp);
+    await fs.chmod(tmp, 0o644);
+    await fs.rename(tmp, path.join(cfg.libDir, file));
+  }
 }
 
 export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger; backend?: Backend } = {}): Promise<Isolad> {
@@ -70,6 +75,8 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
   policy.watch();
   await reconcile(collection, lifecycle, backend, pool, log);
   const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy };
+  const router = new QrexecRouter(deps);
+  lifecycle.onServiceCall = (source, untrusted, conn) => void router.handle(source, untrusted, conn);
   const handlers = {
     ...vmHandlers(deps),
     ...propertyHandlers(deps),
@@ -77,6 +84,7 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
     ...volumeHandlers(deps),
     ...lifecycleHandlers(deps),
     ...templateHandlers(deps),
+    ...policyHandlers(deps),
   };
   const server = new AdminServer(handlers, { 'admin.vm.Run': runHandler(deps) }, events, log);
   await server.listen(config.socket);

@@ -8,6 +8,8 @@ import { QubesError } from '../core/errors';
 import type { QubeRecord } from '../core/qube';
 import type { IdRange, QubeVolumes, StoragePool } from '../core/volumes';
 import { AgentListener } from '../qrexec/agent-link';
+import type { FramedSocket } from '../qrexec/frame-reader';
+import type { TriggerService3 } from '../qrexec/protocol';
 import type { Collection } from './collection';
 import { ID_RANGE, uidBase, type DaemonConfig } from './config';
 import type { EventBus } from './event-bus';
@@ -27,6 +29,8 @@ export interface LifecycleDeps {
 
 export class Lifecycle {
   readonly agents = new Map<string, AgentListener>();
+  /** Where service calls made from inside qubes go (the qrexec router); refused while unset. */
+  onServiceCall?: (source: string, untrusted: TriggerService3, conn: FramedSocket) => void;
   private readonly locks = new QubeLocks();
   private sweepTimer?: NodeJS.Timeout;
 
@@ -114,6 +118,10 @@ export class Lifecycle {
     });
     await agent.listen();
     agent.on('disconnect', () => void this.checkStopped(q.name));
+    agent.on('service-call', (untrusted, conn) => {
+      if (this.onServiceCall) this.onServiceCall(q.name, untrusted, conn);
+      else conn.close('no qrexec router');
+    });
     this.agents.set(q.uuid, agent);
     return agent;
   }

@@ -84,7 +84,23 @@ export function policyCommand(io: PolicyIo, setCode: (c: number) => void): Comma
       io.out(`${dir}: OK (${loaded.rules.length} rules from ${loaded.files.length} files)\n`);
       setCode(0);
     });
+  policy
+    .command('log')
+    .description('qrexec decisions recorded by isolad: time, source, target, service, result, deciding rule, reason')
+    .option('--since <AGE>', 'only the last AGE (e.g. 90s, 10m, 2h, 1d)')
+    .action(async (o: { since?: string }) => {
+      const secs = o.since === undefined ? undefined : parseAge(o.since);
+      io.out(await (io.client ?? new AdminClient()).call('admin.policy.Log', 'dom0', { arg: secs === undefined ? '' : String(secs) }));
+      setCode(0);
+    });
   return policy;
+}
+
+/** `90s`, `10m`, `2h`, `1d` or a plain number of seconds. */
+export function parseAge(untrusted: string): number {
+  const m = /^([0-9]{1,9})([smhd]?)$/.exec(untrusted);
+  if (!m) throw new Error(`invalid age '${untrusted}' (examples: 90s, 10m, 2h, 1d)`);
+  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
 }
 
 /** Maps the errors of the policy commands to Qubes-like exit codes and one line. */

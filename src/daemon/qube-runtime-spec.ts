@@ -32,7 +32,7 @@ export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeReco
       { source: vols.privateDir, destination: '/rw', readonly: false },
       { source: path.join(vols.privateDir, 'home'), destination: '/home', readonly: false },
       { source: agentSocketDir(cfg, q), destination: '/run/isola', readonly: false },
-      { source: path.join(cfg.libDir, 'isola-agent.js'), destination: AGENT_IN_QUBE, readonly: true },
+      { source: cfg.libDir, destination: path.dirname(AGENT_IN_QUBE), readonly: true },
     ],
     uidBase: uidBase(cfg.instance, q.qid),
     uidCount: ID_RANGE,

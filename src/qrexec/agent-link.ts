@@ -9,7 +9,7 @@ import { QubesError } from '../core/errors';
 import { FramedSocket, type Frame } from './frame-reader';
 import { ExecSession } from './client';
 import {
-  AGENT_TO_DAEMON_BIND, AGENT_TO_DAEMON_CONTROL, AGENT_TO_DAEMON_DATA, HELLO_FLAG_CONTROL, HELLO_FLAG_DATA,
+  AGENT_TO_DAEMON_BIND, AGENT_TO_DAEMON_CONTROL, AGENT_TO_DAEMON_DATA, CLIENT_TO_DAEMON_CALL, HELLO_FLAG_CLIENT, HELLO_FLAG_CONTROL, HELLO_FLAG_DATA,
   MAX_PAYLOAD, MSG_EXEC_CMDLINE, MSG_JUST_EXEC, MSG_PING, MSG_PONG, MSG_SERVICE_REFUSED, MSG_SHUTDOWN,
   MSG_TRIGGER_SERVICE3, NOTHING, encodeExecParams, encodeServiceParams, encodeU32, isValidUserName,
   parseTriggerService3, parseU32, type Hello, type TriggerService3,
@@ -43,6 +43,7 @@ export declare interface AgentListener {
   on(event: 'hello', cb: (hello: Hello) => void): this;
   on(event: 'disconnect', cb: (reason: string) => void): this;
   on(event: 'trigger-service', cb: (untrustedRequest: TriggerService3) => void): this;
+  on(event: 'service-call', cb: (untrustedRequest: TriggerService3, conn: FramedSocket) => void): this;
 }
 
 interface Pending {
@@ -202,9 +203,10 @@ export class AgentListener extends EventEmitter {
     this.conns.add(fs);
     sock.once('close', () => this.conns.delete(fs));
     fs.onHello = (h) => {
-      const role = h.flags & (HELLO_FLAG_CONTROL | HELLO_FLAG_DATA);
+      const role = h.flags & (HELLO_FLAG_CONTROL | HELLO_FLAG_DATA | HELLO_FLAG_CLIENT);
       if (role === HELLO_FLAG_CONTROL) this.adoptControl(fs, h);
       else if (role === HELLO_FLAG_DATA) this.awaitBind(fs);
+      else if (role === HELLO_FLAG_CLIENT) this.awaitCall(fs);
       else fs.close(`HELLO flags 0x${h.flags.toString(16)} name no single role`);
     };
   }
@@ -246,6 +248,24 @@ export class AgentListener extends EventEmitter {
       else fs.send(MSG_SERVICE_REFUSED, encodeServiceParams(untrusted.requestId));
     }
     // MSG_CONNECTION_TERMINATED: nothing to free on a unix socket; accepted for Qubes compatibility.
+  }
+
+  /** A service call from inside the qube: one MSG_TRIGGER_SERVICE3, then the router decides. */
+  private awaitCall(fs: FramedSocket): void {
+    fs.allow(CLIENT_TO_DAEMON_CALL);
+    const timer = setTimeout(() => fs.close('no MSG_TRIGGER_SERVICE3 in time'), this.opts.helloTimeoutMs ?? 5000);
+    fs.socket.once('close', () => clearTimeout(timer));
+    fs.onFrame = (f) => {
+      clearTimeout(timer);
+      fs.allow(NOTHING);
+      fs.pause(); // nothing more is read until the router has decided
+      const untrusted = parseTriggerService3(f.payload);
+      if (this.listenerCount('service-call') > 0) this.emit('service-call', untrusted, fs);
+      else {
+        fs.send(MSG_SERVICE_REFUSED, encodeServiceParams(untrusted.requestId));
+        fs.end();
+      }
+    };
   }
 
   private awaitBind(fs: FramedSocket): void {

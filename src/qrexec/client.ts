@@ -83,6 +83,8 @@ export function runDataSession(
 }
 
 export interface PipeFramesOptions {
+  /** The client connection is already framed (a qrexec client in a qube): reuse it rather than re-parse. */
+  clientFramed?: FramedSocket;
   /** Bytes of the client stream already read by whoever handed the socket over. */
   clientHead?: Buffer;
   label?: string;
@@ -99,7 +101,8 @@ export interface PipeFramesOptions {
 export function pipeFrames(client: Socket, data: FramedSocket, opts: PipeFramesOptions = {}): Promise<number> {
   const log = opts.log ?? stderrLog;
   const label = opts.label ?? data.label;
-  const cfs = new FramedSocket(client, { label: `${label} client`, log, accept: DAEMON_TO_AGENT_DATA, head: opts.clientHead });
+  const cfs = opts.clientFramed ?? new FramedSocket(client, { label: `${label} client`, log, accept: DAEMON_TO_AGENT_DATA, head: opts.clientHead });
+  if (opts.clientFramed) cfs.allow(DAEMON_TO_AGENT_DATA);
   const forward = (from: FramedSocket, to: FramedSocket, f: Frame) => {
     if (!to.send(f.type, f.payload)) {
       from.pause();

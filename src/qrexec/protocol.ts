@@ -30,6 +30,8 @@ export const MSG_PONG = 0x403;
 /** HELLO flags sent by the agent: which role this connection plays (exactly one bit). */
 export const HELLO_FLAG_CONTROL = 0x1;
 export const HELLO_FLAG_DATA = 0x2;
+/** A qrexec client in the qube (qrexec-client-vm), relayed by the agent: it sends one service call. */
+export const HELLO_FLAG_CLIENT = 0x4;
 
 const NAMES: Record<number, string> = {
   [MSG_DATA_STDIN]: 'MSG_DATA_STDIN', [MSG_DATA_STDOUT]: 'MSG_DATA_STDOUT',
@@ -81,6 +83,7 @@ export const AGENT_TO_DAEMON_CONTROL: ReadonlySet<number> = new Set([
   MSG_TRIGGER_SERVICE3, MSG_CONNECTION_TERMINATED, MSG_PING, MSG_PONG,
 ]);
 export const AGENT_TO_DAEMON_BIND: ReadonlySet<number> = new Set([MSG_DATA_CONNECT]);
+export const CLIENT_TO_DAEMON_CALL: ReadonlySet<number> = new Set([MSG_TRIGGER_SERVICE3]);
 /** Process output: what the agent sends on a data connection, and all a CLI client may receive. */
 export const AGENT_TO_DAEMON_DATA: ReadonlySet<number> = new Set([MSG_DATA_STDOUT, MSG_DATA_STDERR, MSG_DATA_EXIT_CODE]);
 /** After the STDOUT EOF marker stdout is closed for good. */

@@ -49,4 +49,19 @@ export const MIGRATIONS: readonly string[] = [
     at INTEGER NOT NULL
   );
   `,
+  // 2: every qrexec policy decision (who called what, decided by which rule), for `isola policy log`.
+  `
+  CREATE TABLE qrexec_log (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    service TEXT NOT NULL,
+    argument TEXT NOT NULL,
+    result TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    reason TEXT NOT NULL
+  );
+  CREATE INDEX qrexec_log_at ON qrexec_log (at);
+  `,
 ];

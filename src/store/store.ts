@@ -21,7 +21,24 @@ export interface RuntimeRow {
   rootRevision: string;
 }
 
+export interface DecisionRow {
+  at: number;
+  source: string;
+  target: string;
+  service: string;
+  argument: string;
+  result: string;
+  /** `FILE:LINE` of the deciding rule, or '' when none decided. */
+  rule: string;
+  reason: string;
+}
+
+/** The decision log keeps this many rows; older ones are dropped. */
+const MAX_DECISIONS = 100_000;
+
 export class Store {
+  private decisionsSincePrune = 0;
+
   readonly db: Database.Database;
 
   constructor(path: string) {
@@ -162,6 +179,20 @@ export class Store {
     if (message === null) this.db.prepare('DELETE FROM qube_status WHERE qid = ?').run(qid);
     else this.db.prepare('INSERT INTO qube_status (qid, last_error, at) VALUES (?, ?, ?) ON CONFLICT(qid) DO UPDATE SET last_error = excluded.last_error, at = excluded.at')
       .run(qid, message, Date.now());
+  }
+
+  logDecision(d: DecisionRow): void {
+    this.db.prepare('INSERT INTO qrexec_log (at, source, target, service, argument, result, rule, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(d.at, d.source, d.target, d.service, d.argument, d.result, d.rule, d.reason);
+    if (++this.decisionsSincePrune >= 1000) {
+      this.decisionsSincePrune = 0;
+      this.db.prepare('DELETE FROM qrexec_log WHERE id <= (SELECT MAX(id) FROM qrexec_log) - ?').run(MAX_DECISIONS);
+    }
+  }
+
+  decisions(sinceMs: number): DecisionRow[] {
+    return this.db.prepare('SELECT at, source, target, service, argument, result, rule, reason FROM qrexec_log WHERE at >= ? ORDER BY id')
+      .all(sinceMs) as DecisionRow[];
   }
 
   lastErrors(): Map<number, string> {

@@ -1,0 +1,94 @@
+// qrexec-client-vm TARGET SERVICE[+ARGUMENT]: calls a qrexec service in another qube, as in Qubes.
+// stdin/stdout are the service's; exit code is the service's, 126 if refused, 125 on a qrexec problem.
+
+import { randomBytes } from 'crypto';
+import { createConnection, type Socket } from 'net';
+import { CLIENT_SOCKET } from './client-relay';
+import { EXIT_QREXEC_PROBLEM, runDataSession } from '../qrexec/client';
+import {
+  HEADER_SIZE, HELLO_FLAG_CLIENT, MAX_PAYLOAD, MSG_HELLO, MSG_SERVICE_CONNECT, MSG_SERVICE_REFUSED, MSG_TRIGGER_SERVICE3,
+  encodeFrame, encodeHello, encodeTriggerService3, parseHello,
+} from '../qrexec/protocol';
+
+export const EXIT_REFUSED = 126;
+
+/** Reads frames until isolad's decision; returns it and the bytes after it (the first data frames). */
+function readDecision(sock: Socket): Promise<{ type: number; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    let helloSeen = false;
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= HEADER_SIZE) {
+        const type = buf.readUInt32LE(0);
+        const len = buf.readUInt32LE(4);
+        if (len > MAX_PAYLOAD) return fail(new Error('oversized frame from isolad'));
+        if (buf.length < HEADER_SIZE + len) return;
+        const payload = buf.subarray(HEADER_SIZE, HEADER_SIZE + len);
+        buf = buf.subarray(HEADER_SIZE + len);
+        if (!helloSeen) {
+          if (type !== MSG_HELLO) return fail(new Error('isolad did not say hello'));
+          parseHello(payload);
+          helloSeen = true;
+          continue;
+        }
+        if (type !== MSG_SERVICE_CONNECT && type !== MSG_SERVICE_REFUSED) return fail(new Error(`unexpected frame 0x${type.toString(16)}`));
+        sock.pause();
+        sock.off('data', onData);
+        sock.off('end', onEnd);
+        return resolve({ type, rest: buf });
+      }
+    };
+    const onEnd = () => fail(new Error('isolad closed the connection before deciding'));
+    const fail = (e: Error) => {
+      sock.off('data', onData);
+      sock.destroy();
+      reject(e);
+    };
+    sock.on('data', onData);
+    sock.on('end', onEnd);
+    sock.on('error', fail);
+  });
+}
+
+export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET): Promise<number> {
+  const args = argv.filter((a) => a !== '--filter-escape-chars-stderr');
+  if (args.length !== 2 || args[0].startsWith('-')) {
+    process.stderr.write('usage: qrexec-client-vm TARGET SERVICE[+ARGUMENT]\n');
+    return 2;
+  }
+  const [target, call] = args;
+  if (Buffer.byteLength(target) > 63 || Buffer.byteLength(call) > 255) {
+    process.stderr.write('qrexec-client-vm: target or service name too long\n');
+    return 2;
+  }
+  const sock = createConnection(socketPath);
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', () => resolve());
+    sock.once('error', reject);
+  });
+  sock.write(encodeFrame(MSG_HELLO, encodeHello(HELLO_FLAG_CLIENT, 'qrexec-client-vm')));
+  sock.write(encodeFrame(MSG_TRIGGER_SERVICE3, encodeTriggerService3({ targetDomain: target, requestId: randomBytes(8).toString('hex'), serviceName: call })));
+  const decision = await readDecision(sock);
+  if (decision.type === MSG_SERVICE_REFUSED) {
+    process.stderr.write(`Request refused\n`);
+    sock.destroy();
+    return EXIT_REFUSED;
+  }
+  const done = runDataSession(sock, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, { head: decision.rest, log: () => undefined });
+  sock.resume();
+  return done.catch((e: Error) => {
+    process.stderr.write(`qrexec-client-vm: ${e.message}\n`);
+    return EXIT_QREXEC_PROBLEM;
+  });
+}
+
+if (require.main === module) {
+  qrexecClientVm(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: Error) => {
+      process.stderr.write(`qrexec-client-vm: ${e.message}\n`);
+      process.exit(EXIT_QREXEC_PROBLEM);
+    },
+  );
+}

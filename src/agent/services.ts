@@ -1,0 +1,51 @@
+// Qubes services inside a qube: `QUBESRPC SERVICE+ARG SOURCE` (what isolad sends for a qrexec call)
+// becomes the executable /etc/qubes-rpc/SERVICE+ARG or /etc/qubes-rpc/SERVICE, run with Qubes' env.
+
+import { accessSync, constants, statSync } from 'fs';
+import { EXIT_NOT_FOUND, EXIT_QREXEC_PROBLEM } from './exec';
+
+/** Qubes' QREXEC_SERVICE_PATH, in its order. */
+export const SERVICE_PATH = ['/run/qubes-rpc', '/usr/local/etc/qubes-rpc', '/etc/qubes-rpc'];
+const SERVICE_RE = /^[A-Za-z0-9._-]{1,255}$/;
+const ARGUMENT_RE = /^[A-Za-z0-9._+-]{0,255}$/;
+const QUBE_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
+
+function executable(p: string): boolean {
+  try {
+    accessSync(p, constants.X_OK);
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Finds the service: `SERVICE+ARG` is preferred to `SERVICE` in each directory of the path. */
+export function findService(service: string, argument: string, dirs = SERVICE_PATH): string | undefined {
+  for (const dir of dirs) {
+    if (argument && executable(`${dir}/${service}+${argument}`)) return `${dir}/${service}+${argument}`;
+    if (executable(`${dir}/${service}`)) return `${dir}/${service}`;
+  }
+  return undefined;
+}
+
+export type ServiceCommand = { command: string } | { error: string; exitCode: number };
+
+/**
+ * Turns `QUBESRPC SERVICE+ARG SOURCE` into a shell command. Every part is checked against a charset
+ * with nothing the shell interprets, so the line is safe to hand to /bin/sh.
+ */
+export function serviceCommand(untrustedCmd: string, dirs = SERVICE_PATH): ServiceCommand {
+  const parts = untrustedCmd.split(' ');
+  if (parts.length !== 3 || parts[0] !== 'QUBESRPC') return { error: 'malformed service request', exitCode: EXIT_QREXEC_PROBLEM };
+  const [, full, source] = parts;
+  const plus = full.indexOf('+');
+  const service = plus === -1 ? full : full.slice(0, plus);
+  const argument = plus === -1 ? '' : full.slice(plus + 1);
+  if (!SERVICE_RE.test(service) || !ARGUMENT_RE.test(argument) || !QUBE_RE.test(source)) {
+    return { error: 'invalid service name, argument or source', exitCode: EXIT_QREXEC_PROBLEM };
+  }
+  const path = findService(service, argument, dirs);
+  if (!path) return { error: `service ${service}+${argument} does not exist in this qube`, exitCode: EXIT_NOT_FOUND };
+  const env = `QREXEC_REMOTE_DOMAIN=${source} QREXEC_SERVICE_ARGUMENT=${argument} QREXEC_SERVICE_FULL_NAME=${service}+${argument}`;
+  return { command: `${env} exec ${path}${argument ? ` ${argument}` : ''}` };
+}

@@ -1,0 +1,110 @@
+// qrexec calls between real qubes under a real policy: allow, deny (target untouched), autostart,
+// services' environment and exit codes, a caller that cannot choose its source, malformed frames,
+// many concurrent calls, and the decision log.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { canRunIntegration, Instance } from './harness';
+
+const skip = canRunIntegration();
+
+const POLICY = [
+  'test.Echo     * work  vault allow',
+  'test.Env      * work  vault allow',
+  'test.Exit     * work  vault allow',
+  'test.Missing  * work  vault allow',
+  'test.Halted   * work  vault allow autostart=no',
+  'test.Ask      * work  vault ask',
+  'test.Echo     * @anyvm @anyvm deny',
+  '* * @anyvm @anyvm deny',
+].join('\n') + '\n';
+
+const SERVICES: Record<string, string> = {
+  'test.Echo': 'cat',
+  'test.Env': 'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_ARGUMENT|$QREXEC_SERVICE_FULL_NAME|$1|$(id -un)"',
+  'test.Exit': 'exit 5',
+  'test.Halted': 'echo should-not-run',
+};
+
+describe('qrexec between qubes', { skip, concurrency: false }, () => {
+  let inst: Instance;
+  let policyDir: string;
+  const inQube = (vm: string, cmd: string, input?: string) => inst.cli('qvm-run', ['-p', vm, cmd], input);
+  const state = async (vm: string) => (await inst.ok('qvm-ls', '--raw-data', '--fields', 'name,state')).split('\n').find((l) => l.startsWith(`${vm}|`))?.split('|')[1];
+
+  before(async () => {
+    policyDir = mkdtempSync(path.join(os.tmpdir(), 'isola-qrexec-policy-'));
+    writeFileSync(path.join(policyDir, '30-test.policy'), POLICY);
+    inst = new Instance({ env: { ISOLA_POLICY_DIR: policyDir } });
+    await inst.start();
+    await inst.installTemplate();
+    const install = Object.entries(SERVICES)
+      .map(([name, body]) => `printf '%s\\n' '#!/bin/sh' '${body.replace(/'/g, `'\\''`)}' > /etc/qubes-rpc/${name} && chmod 755 /etc/qubes-rpc/${name}`)
+      .join(' && ');
+    await inst.ok('qvm-run', '-p', '-u', 'root', 'debian-12', `mkdir -p /etc/qubes-rpc && ${install}`);
+    await inst.ok('qvm-shutdown', '--wait', 'debian-12');
+    for (const [name, label] of [['work', 'blue'], ['vault', 'black'], ['other', 'red']]) await inst.ok('qvm-create', '--label', label, name);
+    await inst.ok('qvm-start', 'work');
+  });
+  after(async () => {
+    await inst?.destroy();
+    rmSync(policyDir, { recursive: true, force: true });
+  });
+
+  test('an allowed call autostarts the halted target and streams stdin and stdout', async () => {
+    assert.equal(await state('vault'), 'Halted');
+    const r = await inQube('work', 'printf "hello qrexec" | qrexec-client-vm vault test.Echo');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello qrexec');
+    assert.equal(await state('vault'), 'Running');
+  });
+
+  test("the service sees Qubes' environment, its argument, and the caller as isolad knows it", async () => {
+    const r = await inQube('work', 'qrexec-client-vm vault test.Env+my-arg');
+    assert.equal(r.stdout.trim(), 'work|my-arg|test.Env+my-arg|my-arg|user');
+  });
+
+  test('exit codes come back: the service\'s own, 127 for a missing service', async () => {
+    assert.equal((await inQube('work', 'qrexec-client-vm vault test.Exit')).code, 5);
+    assert.equal((await inQube('work', 'qrexec-client-vm vault test.Missing')).code, 127);
+  });
+
+  test('qrexec-spoofed-source: a denied caller gets 126 and the target is not touched', async () => {
+    await inst.ok('qvm-shutdown', '--wait', 'vault');
+    // `other` may not call test.Echo; nothing it sends can make isolad believe it is `work`.
+    const r = await inQube('other', 'echo x | qrexec-client-vm vault test.Echo');
+    assert.equal(r.code, 126);
+    assert.match(r.stderr, /Request refused/);
+    assert.equal(await state('vault'), 'Halted', 'a denied call does not start the target');
+  });
+
+  test("autostart=no refuses a halted target; 'ask' with nobody to ask is denied", async () => {
+    assert.equal((await inQube('work', 'qrexec-client-vm vault test.Halted')).code, 126);
+    assert.equal(await state('vault'), 'Halted');
+    assert.equal((await inQube('work', 'qrexec-client-vm vault test.Ask')).code, 126);
+  });
+
+  test('malformed frames on the client socket drop that connection only', async () => {
+    const junk = "const s=require('net').createConnection('/run/qubes/qrexec-client.sock');s.on('error',()=>{});s.write(Buffer.from([0,3,0,0,255,255,255,255]));setTimeout(()=>process.exit(0),300)";
+    await inQube('work', `node -e "${junk}"`);
+    const r = await inQube('work', 'echo still | qrexec-client-vm vault test.Echo');
+    assert.equal(r.stdout, 'still\n');
+  });
+
+  test('100 concurrent calls all complete', async () => {
+    const r = await inQube('work', 'for i in $(seq 100); do (echo $i | qrexec-client-vm vault test.Echo) & done; wait');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n').map(Number).sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i + 1));
+  });
+
+  test('every decision is in the log with its rule', async () => {
+    const log = await inst.ok('isola', 'policy', 'log', '--since', '10m');
+    assert.match(log, /work vault test\.Echo\+ allow \S+30-test\.policy:1 /);
+    assert.match(log, /other vault test\.Echo\+ deny \S+30-test\.policy:7 /);
+    assert.match(log, /work vault test\.Halted\+ deny \S+30-test\.policy:5 .*autostart/);
+    assert.equal((await inst.cli('isola', ['policy', 'log', '--since', 'yesterday'])).code, 1);
+  });
+});
