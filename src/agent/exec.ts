@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'child_process';
 import { constants as osConstants } from 'os';
 import { existsSync, readFileSync, statSync } from 'fs';
-import { serviceCommand } from './services';
+import { serviceProgram } from './services';
 
 export interface QubeUser {
   name: string;
@@ -75,15 +75,18 @@ export function spawnCommand(
 ): SpawnResult {
   const user = lookupUser(userName, opts.passwd);
   if (!user) return { error: `user ${userName} does not exist in qube`, exitCode: EXIT_NOT_FOUND };
-  // A qrexec service call (Qubes' `QUBESRPC SERVICE+ARG SOURCE` command line).
+  // A qrexec service call (Qubes' `QUBESRPC SERVICE+ARG SOURCE`) runs the service itself; anything else via sh.
+  let program = ['/bin/sh', '-c', command];
+  let serviceEnv: Record<string, string> = {};
   if (command.startsWith('QUBESRPC ')) {
-    const svc = serviceCommand(command);
+    const svc = serviceProgram(command);
     if ('error' in svc) return svc;
-    command = svc.command;
+    program = svc.argv;
+    serviceEnv = svc.env;
   }
   const myUid = process.getuid?.() ?? 0;
-  let file = '/bin/sh';
-  let args = ['-c', command];
+  let file = program[0];
+  let args = program.slice(1);
   let ids: { uid?: number; gid?: number } = {};
   if (user.uid !== myUid) {
     if (myUid !== 0) return { error: `cannot run as ${userName}: isola-agent is not root`, exitCode: EXIT_CANNOT_EXECUTE };
@@ -92,7 +95,7 @@ export function spawnCommand(
       if (!setprivChecked) opts.log(`${SETPRIV} missing; commands run without supplementary groups`);
     }
     if (setprivChecked) {
-      args = ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', '/bin/sh', '-c', command];
+      args = ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', ...program];
       file = SETPRIV;
     } else {
       ids = { uid: user.uid, gid: user.gid };
@@ -102,7 +105,7 @@ export function spawnCommand(
     const child = spawn(file, args, {
       ...ids,
       cwd: homeOrRoot(user.home),
-      env: userEnv(user),
+      env: { ...userEnv(user), ...serviceEnv },
       argv0: file === '/bin/sh' ? 'sh' : undefined,
       // Own process group: shutdown and a lost data connection signal the command and everything it started.
       detached: true,

@@ -1,5 +1,6 @@
 // Qubes services inside a qube: `QUBESRPC SERVICE+ARG SOURCE` (what isolad sends for a qrexec call)
 // becomes the executable /etc/qubes-rpc/SERVICE+ARG or /etc/qubes-rpc/SERVICE, run with Qubes' env.
+// Names are checked against charsets; the program is exec'd directly, never through a shell.
 
 import { accessSync, constants, statSync } from 'fs';
 import { EXIT_NOT_FOUND, EXIT_QREXEC_PROBLEM } from './exec';
@@ -28,13 +29,13 @@ export function findService(service: string, argument: string, dirs = SERVICE_PA
   return undefined;
 }
 
-export type ServiceCommand = { command: string } | { error: string; exitCode: number };
+export type ServiceProgram = { argv: string[]; env: Record<string, string> } | { error: string; exitCode: number };
 
 /**
- * Turns `QUBESRPC SERVICE+ARG SOURCE` into a shell command. Every part is checked against a charset
- * with nothing the shell interprets, so the line is safe to hand to /bin/sh.
+ * Turns `QUBESRPC SERVICE+ARG SOURCE` into the program to run and Qubes' environment for it. The
+ * service is executed directly (no shell in between: one exec less on every call).
  */
-export function serviceCommand(untrustedCmd: string, dirs = SERVICE_PATH): ServiceCommand {
+export function serviceProgram(untrustedCmd: string, dirs = SERVICE_PATH): ServiceProgram {
   const parts = untrustedCmd.split(' ');
   if (parts.length !== 3 || parts[0] !== 'QUBESRPC') return { error: 'malformed service request', exitCode: EXIT_QREXEC_PROBLEM };
   const [, full, source] = parts;
@@ -46,6 +47,8 @@ export function serviceCommand(untrustedCmd: string, dirs = SERVICE_PATH): Servi
   }
   const path = findService(service, argument, dirs);
   if (!path) return { error: `service ${service}+${argument} does not exist in this qube`, exitCode: EXIT_NOT_FOUND };
-  const env = `QREXEC_REMOTE_DOMAIN=${source} QREXEC_SERVICE_ARGUMENT=${argument} QREXEC_SERVICE_FULL_NAME=${service}+${argument}`;
-  return { command: `${env} exec ${path}${argument ? ` ${argument}` : ''}` };
+  return {
+    argv: argument ? [path, argument] : [path],
+    env: { QREXEC_REMOTE_DOMAIN: source, QREXEC_SERVICE_ARGUMENT: argument, QREXEC_SERVICE_FULL_NAME: `${service}+${argument}` },
+  };
 }

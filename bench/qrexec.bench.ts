@@ -1,0 +1,72 @@
+// npm run bench: a warm qrexec call qube→qube (`test.Echo` of a few bytes), p50/p99 over 200 calls
+// made from one process inside the caller, against the floor measured there in the same run:
+// starting the same service command locally (`sh -c cat`) with the same input.
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Instance, REPO } from '../test/integration/harness';
+
+const CALLS = 200;
+
+/** Runs inside the calling qube: the client handshake inline, so only the call itself is timed. */
+const DRIVER = `
+const net = require('net'); const { spawn } = require('child_process');
+const N = ${CALLS}; const hdr = (t, p) => { const b = Buffer.alloc(8 + p.length); b.writeUInt32LE(t, 0); b.writeUInt32LE(p.length, 4); p.copy(b, 8); return b; };
+const hello = () => { const p = Buffer.alloc(16); Buffer.from('ISOLAQRX').copy(p); p.writeUInt32LE(1, 8); p.writeUInt32LE(4, 12); return hdr(0x300, p); };
+const trigger = () => { const p = Buffer.alloc(64 + 32 + 11); Buffer.from('vault').copy(p); Buffer.from('bench').copy(p, 64); Buffer.from('test.Echo+').copy(p, 96); return hdr(0x212, p); };
+function call() { return new Promise((res, rej) => { const t = process.hrtime.bigint(); const s = net.createConnection('/run/qubes/qrexec-client.sock'); let buf = Buffer.alloc(0); let out = ''; let stage = 0;
+  s.on('connect', () => { s.write(hello()); s.write(trigger()); });
+  s.on('data', (d) => { buf = Buffer.concat([buf, d]); while (buf.length >= 8) { const type = buf.readUInt32LE(0), len = buf.readUInt32LE(4); if (buf.length < 8 + len) return; const p = buf.subarray(8, 8 + len); buf = buf.subarray(8 + len);
+    if (type === 0x300) continue; if (type === 0x203) return rej(new Error('refused')); if (type === 0x202) { s.write(hdr(0x190, Buffer.from('ping'))); s.write(hdr(0x190, Buffer.alloc(0))); continue; }
+    if (type === 0x191) out += p.toString(); if (type === 0x193) { s.destroy(); if (out !== 'ping') return rej(new Error('bad echo ' + out)); return res(Number(process.hrtime.bigint() - t) / 1e6); } } });
+  s.on('error', rej); }); }
+function local() { return new Promise((res) => { const t = process.hrtime.bigint(); const c = spawn('/bin/sh', ['-c', 'cat']); let out = ''; c.stdout.on('data', (d) => out += d); c.on('close', () => res(Number(process.hrtime.bigint() - t) / 1e6)); c.stdin.end('ping'); }); }
+(async () => { for (let i = 0; i < 10; i++) { await call(); await local(); } const a = [], b = []; for (let i = 0; i < N; i++) { a.push(await call()); b.push(await local()); }
+  console.log(JSON.stringify({ calls: a, floor: b })); })().catch((e) => { console.error(e.message); process.exit(1); });
+`;
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+async function main(): Promise<void> {
+  const policyDir = mkdtempSync(path.join(os.tmpdir(), 'isola-bench-policy-'));
+  writeFileSync(path.join(policyDir, '30-bench.policy'), 'test.Echo * work vault allow\n');
+  const inst = new Instance({ env: { ISOLA_POLICY_DIR: policyDir } });
+  let result: { calls: number[]; floor: number[] };
+  try {
+    await inst.start();
+    await inst.installTemplate();
+    await inst.ok('qvm-run', '-p', '-u', 'root', 'debian-12', "mkdir -p /etc/qubes-rpc && printf '#!/bin/sh\\nexec cat\\n' > /etc/qubes-rpc/test.Echo && chmod 755 /etc/qubes-rpc/test.Echo");
+    await inst.ok('qvm-shutdown', '--wait', 'debian-12');
+    await inst.ok('qvm-create', '--label', 'blue', 'work');
+    await inst.ok('qvm-create', '--label', 'black', 'vault');
+    await inst.ok('qvm-start', 'work');
+    await inst.ok('qvm-start', 'vault');
+    const r = await inst.cli('qvm-run', ['-p', 'work', 'node'], DRIVER);
+    if (r.code !== 0) throw new Error(`driver failed: ${r.stderr}`);
+    result = JSON.parse(r.stdout) as { calls: number[]; floor: number[] };
+  } finally {
+    await inst.destroy();
+    rmSync(policyDir, { recursive: true, force: true });
+  }
+  const rows = [
+    { what: `warm qrexec call work→vault test.Echo (p50 of ${CALLS})`, value: pct(result.calls, 50), floor: pct(result.floor, 50), goal: '≤ 5 ms (Qubes ~260 ms)' },
+    { what: `warm qrexec call work→vault test.Echo (p99 of ${CALLS})`, value: pct(result.calls, 99), floor: pct(result.floor, 99), goal: '' },
+  ];
+  const lines = [['measure', 'value', 'floor: sh -c cat in the caller (same run)', 'ratio', 'goal']];
+  for (const x of rows) lines.push([x.what, `${x.value.toFixed(2)} ms`, `${x.floor.toFixed(2)} ms`, `${(x.value / x.floor).toFixed(2)}×`, x.goal]);
+  const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
+  process.stdout.write(lines.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n');
+  const out = path.join(REPO, 'bench', 'results', `qrexec-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), calls: CALLS, rows }, null, 2) + '\n');
+  process.stdout.write(`written ${path.relative(REPO, out)}\n`);
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${(e as Error).message}\n`);
+  process.exit(1);
+});
