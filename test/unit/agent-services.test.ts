@@ -1,0 +1,55 @@
+// How a qube's agent turns `QUBESRPC SERVICE+ARG SOURCE` into a program: Qubes' search path and
+// preference for SERVICE+ARG, Qubes' environment, and refusal of anything a shell could misread.
+
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { serviceProgram } from '../../src/agent/services';
+
+const root = mkdtempSync(path.join(os.tmpdir(), 'isola-services-'));
+const [run, etc] = [path.join(root, 'run'), path.join(root, 'etc')];
+for (const d of [run, etc]) mkdirSync(d);
+const put = (dir: string, name: string, mode = 0o755) => {
+  writeFileSync(path.join(dir, name), '#!/bin/sh\n');
+  chmodSync(path.join(dir, name), mode);
+};
+put(etc, 'test.Echo');
+put(etc, 'test.Echo+special');
+put(run, 'test.Override');
+put(etc, 'test.Override');
+put(etc, 'test.NotExecutable', 0o644);
+after(() => rmSync(root, { recursive: true, force: true }));
+const dirs = [run, etc];
+
+test('runs SERVICE with the argument as $1 and Qubes environment', () => {
+  assert.deepEqual(serviceProgram('QUBESRPC test.Echo+abc work', dirs), {
+    argv: [path.join(etc, 'test.Echo'), 'abc'],
+    env: { QREXEC_REMOTE_DOMAIN: 'work', QREXEC_SERVICE_ARGUMENT: 'abc', QREXEC_SERVICE_FULL_NAME: 'test.Echo+abc' },
+  });
+});
+
+test('prefers SERVICE+ARG, and earlier directories of the path', () => {
+  assert.deepEqual((serviceProgram('QUBESRPC test.Echo+special work', dirs) as { argv: string[] }).argv, [path.join(etc, 'test.Echo+special'), 'special']);
+  assert.deepEqual((serviceProgram('QUBESRPC test.Override+ work', dirs) as { argv: string[] }).argv, [path.join(run, 'test.Override')]);
+});
+
+const BAD: [string, string, number][] = [
+  ['QUBESRPC test.Missing+ work', 'no such service: 127 as in Qubes', 127],
+  ['QUBESRPC test.NotExecutable+ work', 'not executable: treated as missing', 127],
+  ['QUBESRPC test.Echo+a;rm work', 'shell metacharacter in the argument', 125],
+  ['QUBESRPC test/../x+ work', 'path in the service name', 125],
+  ['QUBESRPC test.Echo+ wo$rk', 'impossible qube name as source', 125],
+  ['QUBESRPC test.Echo+', 'no source', 125],
+  ['QUBESRPC  test.Echo+ work', 'empty field', 125],
+  ['QUBESRPC test.Echo+ work extra', 'extra field', 125],
+  ['QUBESRPC +arg work', 'empty service name', 125],
+];
+for (const [cmd, why, code] of BAD) {
+  test(`refuses ${JSON.stringify(cmd)}: ${why}`, () => {
+    const r = serviceProgram(cmd, dirs);
+    assert.ok('error' in r, JSON.stringify(r));
+    assert.equal(r.exitCode, code);
+  });
+}
