@@ -69,6 +69,10 @@ export const ADMIN_METHODS = {
   'admin.Events': c('any', 'forbidden', 'forbidden', 'global', 'ro', { stream: true }),
   /** qrexec decisions since ARG seconds ago (all if no argument): `isola policy log`. */
   'admin.policy.Log': c('dom0', 'optional', 'forbidden', 'global', 'ro', { extension: true }),
+  /** Pending 'ask' decisions: `ID SOURCE SERVICE+ARG default=T TARGET…` per line. */
+  'admin.qrexec.AskList': c('dom0', 'forbidden', 'forbidden', 'global', 'ro', { extension: true }),
+  /** Answers question ARG: payload `allow [TARGET]` or `deny`. */
+  'admin.qrexec.AskAnswer': c('dom0', 'required', 'required', 'global', 'rwx', { extension: true }),
   /** Qubes' qrexec policy input: `{"domains": {NAME: {type, tags, …}}}` (Qubes serves it on an internal socket). */
   'internal.GetSystemInfo': c('dom0', 'forbidden', 'forbidden', 'global', 'ro'),
 } as const satisfies Record<string, MethodContract>;

@@ -6,6 +6,7 @@ import { formatReport, KVM_CHECK_NAME, probeHost } from '../backends/host-probe'
 import { isQubesError } from '../core/errors';
 import { idmapHelperPath } from '../storage/mounts';
 import { startIsolad } from './isolad';
+import { askCommand } from './ask-command';
 import { policyCommand, policyErrorCode } from './policy-command';
 import { runSetup } from './setup';
 
@@ -38,6 +39,7 @@ export async function isolaMain(argv: string[], out = (s: string) => process.std
       code = results.some((r) => !r.ok && r.name !== KVM_CHECK_NAME) ? 1 : 0;
     });
   program.addCommand(policyCommand({ out, err }, (c) => (code = c)));
+  program.addCommand(askCommand({ out }, (c) => (code = c)));
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {

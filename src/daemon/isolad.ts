@@ -23,6 +23,7 @@ import { Lifecycle } from './lifecycle';
 import { stderrLogger, type Logger } from './logger';
 import { policyDir } from './policy-fs';
 import { PolicyStore } from './policy-store';
+import { AskQueue } from './ask-queue';
 import { QrexecRouter } from './qrexec-router';
 import { reconcile } from './reconcile';
 import { runHandler } from './run-relay';
@@ -74,7 +75,7 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
   policy.reload();
   policy.watch();
   await reconcile(collection, lifecycle, backend, pool, log);
-  const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy };
+  const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy, asks: new AskQueue(events) };
   const router = new QrexecRouter(deps);
   lifecycle.onServiceCall = (source, untrusted, conn) => void router.handle(source, untrusted, conn);
   const handlers = {

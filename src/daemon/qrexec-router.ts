@@ -3,7 +3,7 @@
 // spliced onto the service's data connection. Calls run concurrently, bounded per source qube.
 
 import { QubesError } from '../core/errors';
-import { evaluate, serviceCallProblem, splitServiceCall, type Resolution } from '../policy';
+import { answerAsk, evaluate, serviceCallProblem, splitServiceCall, type Resolution } from '../policy';
 import { pipeFrames } from '../qrexec/client';
 import type { FramedSocket } from '../qrexec/frame-reader';
 import { MSG_SERVICE_CONNECT, MSG_SERVICE_REFUSED, encodeServiceParams, type TriggerService3 } from '../qrexec/protocol';
@@ -53,10 +53,15 @@ export class QrexecRouter {
     const { service, argument } = splitServiceCall(untrusted.serviceName);
     const problem = serviceCallProblem(service, argument);
     if (problem) return this.refuse(conn, untrusted, this.record(source, untrusted.targetDomain, service, argument, 'deny', null, problem));
-    const r = evaluate(this.d.policy.current, { service, argument, source, target: untrusted.targetDomain }, systemInfo(this.d.collection));
+    let r = evaluate(this.d.policy.current, { service, argument, source, target: untrusted.targetDomain }, systemInfo(this.d.collection));
     if (r.result === 'ask') {
-      // Like Qubes without a GUI qube to ask in: an 'ask' that nobody can answer is a deny.
-      return this.refuse(conn, untrusted, this.record(source, untrusted.targetDomain, service, argument, 'deny', r, `${r.reason}; no prompt is available yet, so it is denied`));
+      this.record(source, untrusted.targetDomain, service, argument, 'ask', r, r.reason);
+      const question = this.d.asks.ask(source, service, argument, r);
+      const withdraw = () => this.d.asks.cancel(question.id);
+      conn.socket.once('close', withdraw);
+      const answer = await question.answer;
+      conn.socket.off('close', withdraw);
+      r = answerAsk(r, answer, systemInfo(this.d.collection));
     }
     if (r.result !== 'allow') return this.refuse(conn, untrusted, this.record(source, untrusted.targetDomain, service, argument, r.result, r, r.reason));
     const refusal = r.execute_error ?? this.unsupportedTarget(r.target!);
@@ -66,8 +71,10 @@ export class QrexecRouter {
     await this.ensureRunning(target, r);
     const q = this.d.collection.get(target);
     const session = await this.d.lifecycle.agent(q).exec(r.user ?? 'DEFAULT', `QUBESRPC ${service}${argument} ${source}`);
-    const piped = pipeFrames(conn.socket, session.raw(), { clientFramed: conn, label: `${source} -> ${target} ${service}${argument}`, log: (l) => this.d.log.info(l) });
+    // CONNECT goes first: splicing may forward the service's first frames at once. The client's own
+    // frames wait in the paused connection until the splice accepts them.
     conn.send(MSG_SERVICE_CONNECT, encodeServiceParams(untrusted.requestId));
+    const piped = pipeFrames(conn.socket, session.raw(), { clientFramed: conn, label: `${source} -> ${target} ${service}${argument}`, log: (l) => this.d.log.info(l) });
     conn.resume();
     await piped;
   }

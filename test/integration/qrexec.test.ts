@@ -12,12 +12,12 @@ import { canRunIntegration, Instance } from './harness';
 const skip = canRunIntegration();
 
 const POLICY = [
+  'test.Echo     +viaask work vault ask',
   'test.Echo     * work  vault allow',
   'test.Env      * work  vault allow',
   'test.Exit     * work  vault allow',
   'test.Missing  * work  vault allow',
   'test.Halted   * work  vault allow autostart=no',
-  'test.Ask      * work  vault ask',
   'test.Echo     * @anyvm @anyvm deny',
   '* * @anyvm @anyvm deny',
 ].join('\n') + '\n';
@@ -81,10 +81,35 @@ describe('qrexec between qubes', { skip, concurrency: false }, () => {
     assert.equal(await state('vault'), 'Halted', 'a denied call does not start the target');
   });
 
-  test("autostart=no refuses a halted target; 'ask' with nobody to ask is denied", async () => {
+  test('autostart=no refuses a halted target', async () => {
     assert.equal((await inQube('work', 'qrexec-client-vm vault test.Halted')).code, 126);
     assert.equal(await state('vault'), 'Halted');
-    assert.equal((await inQube('work', 'qrexec-client-vm vault test.Ask')).code, 126);
+  });
+
+  test("an 'ask' waits for isola ask: allowed to an offered target, denied, or refused for a target not offered", async () => {
+    const pendingIds = async (): Promise<string[]> => {
+      for (let i = 0; i < 100; i++) {
+        const rows = (await inst.ok('isola', 'ask', 'list')).trim().split('\n').slice(1);
+        if (rows.length) return rows.map((r) => r.split(/\s+/)[0]);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('no pending question appeared');
+    };
+    const allowed = inQube('work', 'echo asked | qrexec-client-vm vault test.Echo+viaask');
+    let [id] = await pendingIds();
+    assert.match(await inst.ok('isola', 'ask', 'list'), new RegExp(`^${id}\\s+work\\s+test\\.Echo\\+viaask\\s+vault`, 'm'));
+    const wrong = await inst.cli('isola', ['ask', 'allow', id, '--target', 'other']);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /'other' is not offered/);
+    await inst.ok('isola', 'ask', 'allow', id, '--target', 'vault');
+    const r = await allowed;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'asked\n');
+    const denied = inQube('work', 'echo no | qrexec-client-vm vault test.Echo+viaask');
+    [id] = await pendingIds();
+    await inst.ok('isola', 'ask', 'deny', id);
+    assert.equal((await denied).code, 126);
+    assert.equal((await inst.cli('isola', ['ask', 'deny', id])).code, 1, 'an answered question is gone');
   });
 
   test('malformed frames on the client socket drop that connection only', async () => {
@@ -102,9 +127,9 @@ describe('qrexec between qubes', { skip, concurrency: false }, () => {
 
   test('every decision is in the log with its rule', async () => {
     const log = await inst.ok('isola', 'policy', 'log', '--since', '10m');
-    assert.match(log, /work vault test\.Echo\+ allow \S+30-test\.policy:1 /);
+    assert.match(log, /work vault test\.Echo\+ allow \S+30-test\.policy:2 /);
     assert.match(log, /other vault test\.Echo\+ deny \S+30-test\.policy:7 /);
-    assert.match(log, /work vault test\.Halted\+ deny \S+30-test\.policy:5 .*autostart/);
+    assert.match(log, /work vault test\.Halted\+ deny \S+30-test\.policy:6 .*autostart/);
     assert.equal((await inst.cli('isola', ['policy', 'log', '--since', 'yesterday'])).code, 1);
   });
 });

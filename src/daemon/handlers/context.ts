@@ -8,6 +8,7 @@ import type { DaemonConfig } from '../config';
 import type { EventBus } from '../event-bus';
 import type { Lifecycle } from '../lifecycle';
 import type { Logger } from '../logger';
+import type { AskQueue } from '../ask-queue';
 import type { PolicyStore } from '../policy-store';
 import { protocolError } from '../../core/errors';
 import type { QubeRecord } from '../../core/qube';
@@ -21,6 +22,8 @@ export interface HandlerDeps {
   log: Logger;
   /** The qrexec policy in force (for the router and admin calls from qubes). */
   policy: PolicyStore;
+  /** Pending 'ask' decisions waiting for an answer from the host. */
+  asks: AskQueue;
 }
 
 export function destQube(d: HandlerDeps, ctx: CallContext): QubeRecord {

@@ -9,6 +9,16 @@ import type { HandlerDeps } from './context';
 
 export function policyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
   return {
+    'admin.qrexec.AskList': () =>
+      d.asks.list().map((a) => `${a.id} ${a.source} ${a.service}${a.argument} default=${a.defaultTarget ?? ''} ${a.targets.join(' ')}\n`).join(''),
+    'admin.qrexec.AskAnswer': (ctx) => {
+      const id = parseInteger(ctx.req.arg);
+      if (id === undefined || id <= 0) throw valueError(`Invalid question id '${ctx.req.arg}'`);
+      const [verb, target, ...extra] = ctx.req.payload.toString('utf8').trim().split(/\s+/);
+      if (extra.length || (verb !== 'allow' && verb !== 'deny') || (verb === 'deny' && target)) throw valueError("answer with 'allow [TARGET]' or 'deny'");
+      d.asks.answer(id, verb === 'allow', target);
+      return '';
+    },
     'admin.policy.Log': (ctx) => {
       let since = 0;
       if (ctx.req.arg) {
