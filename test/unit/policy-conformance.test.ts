@@ -5,13 +5,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import { POLICY_VECTORS } from './conformance-file';
 import {
   type Policy, type PolicyRequest, type Resolution, type SystemInfo,
   MemoryPolicyFs, PolicySyntaxError, answerAsk, collectTargetsForAsk, evaluate, isLegal, loadPolicyFile, normalizeRequest,
 } from '../../src/policy';
 import { type TokenContext, matchTarget, parseToken, verifyIntended } from '../../src/policy/tokens';
 
-const FILE = path.resolve(__dirname, '../../../../shared/conformance/qubes-policy-vectors.json');
+const FILE = POLICY_VECTORS;
 
 type Expect = Record<string, unknown>;
 interface Vector {

@@ -7,9 +7,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { POLICY_VECTORS } from './conformance-file';
 
 const REPO = path.resolve(__dirname, '../../..');
-const FILE = path.resolve(REPO, '../shared/conformance/qubes-policy-vectors.json');
+const FILE = POLICY_VECTORS;
 const ISOLA = path.join(REPO, 'bin', 'isola');
 
 interface Vector {
