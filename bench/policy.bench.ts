@@ -2,11 +2,9 @@
 // end), warm, median per call, with a floor from the same run; and the time to load those rules.
 // Prints a table and writes bench/results/policy-<time>.json.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { type DomainInfo, type Policy, type PolicyRequest, type SystemInfo, MemoryPolicyFs, evaluate, loadPolicyDir } from '../src/policy';
+import { report } from './report';
 
-const REPO = path.resolve(__dirname, '../..');
 const DIR = '/etc/qubes/policy.d';
 const RULES = 1000;
 
@@ -152,12 +150,7 @@ function main(): void {
   for (const r of rows) {
     table.push([r.what, `${fmt(r.median)} ${r.unit}`, `${fmt(r.p99)} ${r.unit}`, r.floor ? `${fmt(r.floor)} µs` : '-', r.floor ? `${(r.median / r.floor).toFixed(1)}×` : '-', r.goal ?? '']);
   }
-  const widths = table[0].map((_, i) => Math.max(...table.map((l) => l[i].length)));
-  process.stdout.write(table.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n');
-  const out = path.join(REPO, 'bench', 'results', `policy-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), node: process.version, rules: policy.rules.length, qubes: Object.keys(sys.domains).length, rows }, null, 2) + '\n');
-  process.stdout.write(`written ${path.relative(REPO, out)}\n`);
+  report('policy', table, { rules: policy.rules.length, qubes: Object.keys(sys.domains).length, rows });
 }
 
 main();

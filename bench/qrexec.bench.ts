@@ -2,10 +2,11 @@
 // made from one process inside the caller, against the floor measured there in the same run:
 // starting the same service command locally (`sh -c cat`) with the same input.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Instance, REPO } from '../test/integration/harness';
+import { Instance } from '../test/integration/harness';
+import { report } from './report';
 
 const CALLS = 200;
 
@@ -58,12 +59,7 @@ async function main(): Promise<void> {
   ];
   const lines = [['measure', 'value', 'floor: sh -c cat in the caller (same run)', 'ratio', 'goal']];
   for (const x of rows) lines.push([x.what, `${x.value.toFixed(2)} ms`, `${x.floor.toFixed(2)} ms`, `${(x.value / x.floor).toFixed(2)}×`, x.goal]);
-  const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
-  process.stdout.write(lines.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n');
-  const out = path.join(REPO, 'bench', 'results', `qrexec-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), calls: CALLS, rows }, null, 2) + '\n');
-  process.stdout.write(`written ${path.relative(REPO, out)}\n`);
+  report('qrexec', lines, { calls: CALLS, rows });
 }
 
 main().catch((e) => {

@@ -5,7 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Instance, REPO } from '../test/integration/harness';
+import { Instance } from '../test/integration/harness';
+import { report } from './report';
 
 const RUNS = 20;
 
@@ -117,12 +118,7 @@ async function main(): Promise<void> {
   const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
   const lines = [['measure', 'value', 'floor (same run)', 'ratio', 'goal']];
   for (const r of rows) lines.push([r.what, `${fmt(r.value)} ${r.unit}`, r.baseline ? `${fmt(r.baseline)} ms` : '-', r.baseline ? `${(r.value / r.baseline).toFixed(2)}×` : '-', r.goal ?? '']);
-  const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
-  process.stdout.write(lines.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n');
-  const out = path.join(REPO, 'bench', 'results', `qube-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runs: RUNS, rows }, null, 2) + '\n');
-  process.stdout.write(`written ${path.relative(REPO, out)}\n`);
+  report('qube', lines, { runs: RUNS, rows });
 }
 
 main().catch((e) => {
