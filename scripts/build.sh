@@ -6,7 +6,9 @@ rm -rf dist
 npx tsc -p tsconfig.json
 # In-qube code runs on the template's Node 18: one bundle per program, bound into qubes at /usr/lib/isola.
 npx esbuild src/agent/agent.ts --bundle --platform=node --target=node18 --log-level=warning --outfile=dist/qube/isola-agent.js
-npx esbuild src/agent/qrexec-client-vm.ts --bundle --platform=node --target=node18 --log-level=warning --outfile=dist/qube/qrexec-client-vm.js
+for prog in qrexec-client-vm qvm-copy qfile-unpacker; do
+  npx esbuild "src/agent/bin/$prog.ts" --bundle --platform=node --target=node18 --log-level=warning --outfile="dist/qube/$prog.js"
+done
 mkdir -p dist/libexec
 gcc -O2 -Wall -Wextra -o dist/libexec/isola-idmap-mount src/native/isola-idmap-mount.c
 

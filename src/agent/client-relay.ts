@@ -6,8 +6,14 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync, existsSync } from 'fs';
 import { createConnection, createServer, type Server } from 'net';
 
 export const CLIENT_SOCKET = process.env.ISOLA_CLIENT_SOCKET || '/run/qubes/qrexec-client.sock';
-/** The in-qube tools, each a small wrapper around a bundle in /usr/lib/isola (bound from isolad). */
-const TOOLS = ['qrexec-client-vm'];
+/** The in-qube tools: command name -> the bundle in /usr/lib/isola (bound from isolad) and its first arguments. */
+const TOOLS: Record<string, string[]> = {
+  'qrexec-client-vm': ['qrexec-client-vm.js'],
+  'qvm-copy': ['qvm-copy.js', 'qvm-copy'],
+  'qvm-copy-to-vm': ['qvm-copy.js', 'qvm-copy-to-vm'],
+  'qvm-move': ['qvm-copy.js', 'qvm-move'],
+  'qvm-move-to-vm': ['qvm-copy.js', 'qvm-move-to-vm'],
+};
 
 export function startClientRelay(upstreamPath: string, log: (l: string) => void): Server | undefined {
   try {
@@ -41,12 +47,12 @@ export function startClientRelay(upstreamPath: string, log: (l: string) => void)
 
 /** Puts `qrexec-client-vm` & co. on the PATH (in /usr/local/bin, so template files stay untouched). */
 export function installToolWrappers(libDir = '/usr/lib/isola', binDir = '/usr/local/bin'): void {
-  for (const tool of TOOLS) {
+  for (const [tool, [bundle, ...fixed]] of Object.entries(TOOLS)) {
     const target = `${binDir}/${tool}`;
-    if (existsSync(target) || !existsSync(`${libDir}/${tool}.js`)) continue;
+    if (existsSync(target) || !existsSync(`${libDir}/${bundle}`)) continue;
     try {
       mkdirSync(binDir, { recursive: true });
-      writeFileSync(target, `#!/bin/sh\nexec /usr/bin/node ${libDir}/${tool}.js "$@"\n`, { mode: 0o755 });
+      writeFileSync(target, `#!/bin/sh\nexec /usr/bin/node ${libDir}/${bundle} ${fixed.join(' ')} "$@"\n`, { mode: 0o755 });
     } catch {
       /* read-only root: the tools are still reachable as node ${libDir}/TOOL.js */
     }

@@ -51,6 +51,25 @@ function readDecision(sock: Socket): Promise<{ type: number; rest: Buffer }> {
   });
 }
 
+/** The start of a call from inside a qube: `refused`, or a socket that now carries DATA frames. */
+export type CallStart = { refused: true } | { refused: false; sock: Socket; head: Buffer };
+
+export async function startServiceCall(target: string, call: string, socketPath = CLIENT_SOCKET): Promise<CallStart> {
+  const sock = createConnection(socketPath);
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', () => resolve());
+    sock.once('error', reject);
+  });
+  sock.write(encodeFrame(MSG_HELLO, encodeHello(HELLO_FLAG_CLIENT, 'qrexec-client-vm')));
+  sock.write(encodeFrame(MSG_TRIGGER_SERVICE3, encodeTriggerService3({ targetDomain: target, requestId: randomBytes(8).toString('hex'), serviceName: call })));
+  const decision = await readDecision(sock);
+  if (decision.type === MSG_SERVICE_REFUSED) {
+    sock.destroy();
+    return { refused: true };
+  }
+  return { refused: false, sock, head: decision.rest };
+}
+
 export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET): Promise<number> {
   const args = argv.filter((a) => a !== '--filter-escape-chars-stderr');
   if (args.length !== 2 || args[0].startsWith('-')) {
@@ -62,33 +81,15 @@ export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET)
     process.stderr.write('qrexec-client-vm: target or service name too long\n');
     return 2;
   }
-  const sock = createConnection(socketPath);
-  await new Promise<void>((resolve, reject) => {
-    sock.once('connect', () => resolve());
-    sock.once('error', reject);
-  });
-  sock.write(encodeFrame(MSG_HELLO, encodeHello(HELLO_FLAG_CLIENT, 'qrexec-client-vm')));
-  sock.write(encodeFrame(MSG_TRIGGER_SERVICE3, encodeTriggerService3({ targetDomain: target, requestId: randomBytes(8).toString('hex'), serviceName: call })));
-  const decision = await readDecision(sock);
-  if (decision.type === MSG_SERVICE_REFUSED) {
-    process.stderr.write(`Request refused\n`);
-    sock.destroy();
+  const start = await startServiceCall(target, call, socketPath);
+  if (start.refused) {
+    process.stderr.write('Request refused\n');
     return EXIT_REFUSED;
   }
-  const done = runDataSession(sock, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, { head: decision.rest, log: () => undefined });
-  sock.resume();
+  const done = runDataSession(start.sock, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, { head: start.head, log: () => undefined });
+  start.sock.resume();
   return done.catch((e: Error) => {
     process.stderr.write(`qrexec-client-vm: ${e.message}\n`);
     return EXIT_QREXEC_PROBLEM;
   });
-}
-
-if (require.main === module) {
-  qrexecClientVm(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e: Error) => {
-      process.stderr.write(`qrexec-client-vm: ${e.message}\n`);
-      process.exit(EXIT_QREXEC_PROBLEM);
-    },
-  );
 }

@@ -5,8 +5,8 @@
 import { accessSync, constants, statSync } from 'fs';
 import { EXIT_NOT_FOUND, EXIT_QREXEC_PROBLEM } from './exec';
 
-/** Qubes' QREXEC_SERVICE_PATH, in its order. */
-export const SERVICE_PATH = ['/run/qubes-rpc', '/usr/local/etc/qubes-rpc', '/etc/qubes-rpc'];
+/** Qubes' QREXEC_SERVICE_PATH, in its order, then Isola's built-in services (qubes.Filecopy, …) last, so a qube may override them. */
+export const SERVICE_PATH = ['/run/qubes-rpc', '/usr/local/etc/qubes-rpc', '/etc/qubes-rpc', '/usr/lib/isola/qubes-rpc'];
 const SERVICE_RE = /^[A-Za-z0-9._-]{1,255}$/;
 const ARGUMENT_RE = /^[A-Za-z0-9._+-]{0,255}$/;
 const QUBE_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;

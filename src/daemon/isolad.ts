@@ -36,6 +36,9 @@ export interface Isolad {
   stop(): Promise<void>;
 }
 
+/** qrexec services every qube has, and the bundle that implements each. */
+const BUILTIN_SERVICES: Record<string, string> = { 'qubes.Filecopy': 'qfile-unpacker.js' };
+
 /** The in-qube programs (agent, qrexec-client-vm), bundled by the build next to the compiled daemon. */
 export function qubeBundleDir(): string {
   return path.resolve(__dirname, '../../qube');
@@ -57,6 +60,12 @@ async function prepareDirs(cfg: DaemonConfig): Promise<void> {
     await fs.copyFile(path.join(qubeBundleDir(), file), tmp);
     await fs.chmod(tmp, 0o644);
     await fs.rename(tmp, path.join(cfg.libDir, file));
+  }
+  // Built-in services, found by agents after the qube's own /etc/qubes-rpc (which may override them).
+  const rpc = path.join(cfg.libDir, 'qubes-rpc');
+  await fs.mkdir(rpc, { recursive: true, mode: 0o755 });
+  for (const [service, program] of Object.entries(BUILTIN_SERVICES)) {
+    await fs.writeFile(path.join(rpc, service), `#!/bin/sh\nexec /usr/bin/node /usr/lib/isola/${program} "$@"\n`, { mode: 0o755 });
   }
 }
 

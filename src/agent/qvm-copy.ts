@@ -1,0 +1,52 @@
+// qvm-copy, qvm-copy-to-vm, qvm-move, qvm-move-to-vm inside a qube: sends files through the
+// qubes.Filecopy service (policy decides; qvm-copy lets the policy's ask choose the target).
+// A move removes the sources only after the receiver confirmed every byte (CRC checked).
+
+import { rmSync } from 'fs';
+import { PassThrough } from 'stream';
+import { needsAllowAllNames, packPaths } from './filecopy';
+import { EXIT_REFUSED, startServiceCall } from './qrexec-client-vm';
+import { runDataSession } from '../qrexec/client';
+
+const TOOLS = ['qvm-copy', 'qvm-copy-to-vm', 'qvm-move', 'qvm-move-to-vm'] as const;
+export type CopyTool = (typeof TOOLS)[number];
+
+export function isCopyTool(name: string | undefined): name is CopyTool {
+  return TOOLS.includes(name as CopyTool);
+}
+
+export async function qvmCopy(tool: CopyTool, argv: string[]): Promise<number> {
+  const opts = argv.filter((a) => a.startsWith('-'));
+  const args = argv.filter((a) => !a.startsWith('-'));
+  const unknown = opts.filter((o) => o !== '--without-progress' && o !== '--ignore-symlinks');
+  const toVm = tool.endsWith('-to-vm');
+  if (unknown.length || (toVm ? args.length < 2 : args.length < 1)) {
+    process.stderr.write(`usage: ${tool} [--without-progress] [--ignore-symlinks] ${toVm ? 'VMNAME ' : ''}FILE...\n`);
+    return 2;
+  }
+  const target = toVm ? args[0] : '@default';
+  const files = toVm ? args.slice(1) : args;
+  const service = files.some((f) => needsAllowAllNames(f)) ? 'qubes.Filecopy+allow-all-names' : 'qubes.Filecopy';
+  const start = await startServiceCall(target, service);
+  if (start.refused) {
+    process.stderr.write(`${tool}: the copy was refused by policy\n`);
+    return EXIT_REFUSED;
+  }
+  const toRemote = new PassThrough();
+  const fromRemote = new PassThrough();
+  const session = runDataSession(start.sock, { stdin: toRemote, stdout: fromRemote, stderr: process.stderr }, { head: start.head, log: () => undefined });
+  start.sock.resume();
+  try {
+    const r = await packPaths(files, toRemote, { reply: fromRemote, ignoreSymlinks: opts.includes('--ignore-symlinks') });
+    toRemote.end();
+    await session;
+    if (tool.startsWith('qvm-move')) for (const f of files) rmSync(f, { recursive: true, force: true });
+    if (!opts.includes('--without-progress')) process.stderr.write(`${tool}: sent ${r.files} file(s), ${r.bytes} bytes\n`);
+    return 0;
+  } catch (e) {
+    toRemote.destroy();
+    start.sock.destroy();
+    process.stderr.write(`${tool}: ${(e as Error).message}${tool.startsWith('qvm-move') ? ' (nothing was removed)' : ''}\n`);
+    return 1;
+  }
+}
