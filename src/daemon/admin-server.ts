@@ -86,8 +86,11 @@ export class AdminServer {
     const onEnd = () => {
       if (!header || !contract) return fail(protocolError('connection closed before a complete request'));
       const req: AdminRequest = { ...header, payload: buf };
-      if (contract.payload === 'forbidden' && buf.length > 0) return fail(protocolError(`${req.method} takes no payload`));
-      if (contract.payload === 'required' && buf.length === 0) return fail(protocolError(`${req.method} needs a payload`));
+      try {
+        this.checkPayload(req, contract);
+      } catch (e) {
+        return fail(e);
+      }
       if (contract.stream) return this.streamEvents(sock, req);
       this.run({ req, contract }, sock);
     };
@@ -95,11 +98,14 @@ export class AdminServer {
     sock.on('end', onEnd);
   }
 
-  /** Enforces the method's contract before anything runs. */
-  private check(h: Omit<AdminRequest, 'payload'>): MethodContract {
+  /**
+   * Enforces the method's contract before anything runs. On the socket the caller is dom0 (the socket
+   * is root's): a header naming another source is refused. Calls from qubes arrive through qrexec
+   * (callFromQube), already allowed by the policy, with the source isolad itself determined.
+   */
+  private check(h: Omit<AdminRequest, 'payload'>, viaQrexec = false): MethodContract {
     if (!isAdminMethod(h.method)) throw protocolError(`unknown method '${h.method}'`);
-    // Calls from qubes go through qrexec policy (a later issue): until then only dom0 may call.
-    if (h.source !== 'dom0') throw new QubesError('PermissionDenied', `${h.method}: calls from ${h.source} are not allowed`);
+    if (!viaQrexec && h.source !== 'dom0') throw new QubesError('PermissionDenied', `${h.method}: calls from ${h.source} come through qrexec, not this socket`);
     const contract: MethodContract = ADMIN_METHODS[h.method];
     if (contract.dest === 'dom0' && h.dest !== 'dom0') throw protocolError(`${h.method} must be called on dom0`);
     if (contract.dest === 'vm' && h.dest === 'dom0') throw protocolError(`${h.method} cannot be called on dom0`);
@@ -108,25 +114,52 @@ export class AdminServer {
     return contract;
   }
 
+  private checkPayload(req: AdminRequest, contract: MethodContract): void {
+    if (contract.payload === 'forbidden' && req.payload.length > 0) throw protocolError(`${req.method} takes no payload`);
+    if (contract.payload === 'required' && req.payload.length === 0) throw protocolError(`${req.method} needs a payload`);
+  }
+
+  /** Runs one call to completion and returns the reply bytes (OK or exception); never throws. */
+  private async execute(ctx: CallContext): Promise<Buffer> {
+    try {
+      const handler = this.handlers[ctx.req.method as AdminMethod];
+      if (!handler) throw new QubesError('QubesNotImplementedError', `${ctx.req.method} is not implemented`);
+      return encodeOk(await handler(ctx));
+    } catch (e) {
+      return this.exceptionReply(e);
+    }
+  }
+
+  /** An Admin API call a qube made through qrexec, after the policy allowed it: Qubes' reply bytes. */
+  async callFromQube(req: AdminRequest): Promise<Buffer> {
+    try {
+      const contract = this.check(req, true);
+      if (contract.stream || this.streamHandlers[req.method as AdminMethod]) throw new QubesError('QubesNotImplementedError', `${req.method} cannot be called from a qube yet`);
+      this.checkPayload(req, contract);
+      return await this.execute({ req, contract });
+    } catch (e) {
+      return this.exceptionReply(e);
+    }
+  }
+
   private run(ctx: CallContext, sock: net.Socket): void {
-    const handler = this.handlers[ctx.req.method as AdminMethod];
-    if (!handler) return this.reply(sock, new QubesError('QubesNotImplementedError', `${ctx.req.method} is not implemented`));
-    Promise.resolve()
-      .then(() => handler(ctx))
-      .then((out) => {
-        if (!sock.destroyed) sock.end(encodeOk(out));
-      }, (e) => this.reply(sock, e));
+    void this.execute(ctx).then((out) => {
+      if (!sock.destroyed) sock.end(out);
+    });
   }
 
   private reply(sock: net.Socket, e: unknown): void {
+    if (!sock.destroyed) sock.end(this.exceptionReply(e));
+  }
+
+  private exceptionReply(e: unknown): Buffer {
     if (isQubesError(e)) {
       this.log.info(`call refused: ${e.code}: ${e.message}`);
-      if (!sock.destroyed) sock.end(encodeException(e.code, e.message));
-      return;
+      return encodeException(e.code, e.message);
     }
     const err = e as Error;
     this.log.error(`internal error: ${err.stack ?? err.message}`);
-    if (!sock.destroyed) sock.end(encodeException('QubesException', err.message.split('\n')[0]));
+    return encodeException('QubesException', err.message.split('\n')[0]);
   }
 
   private streamEvents(sock: net.Socket, req: AdminRequest): void {

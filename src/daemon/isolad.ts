@@ -85,8 +85,6 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
   policy.watch();
   await reconcile(collection, lifecycle, backend, pool, log);
   const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy, asks: new AskQueue(events) };
-  const router = new QrexecRouter(deps);
-  lifecycle.onServiceCall = (source, untrusted, conn) => void router.handle(source, untrusted, conn);
   const handlers = {
     ...vmHandlers(deps),
     ...propertyHandlers(deps),
@@ -97,6 +95,8 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
     ...policyHandlers(deps),
   };
   const server = new AdminServer(handlers, { 'admin.vm.Run': runHandler(deps) }, events, log);
+  const router = new QrexecRouter(deps, (req) => server.callFromQube(req));
+  lifecycle.onServiceCall = (source, untrusted, conn) => void router.handle(source, untrusted, conn);
   await server.listen(config.socket);
   lifecycle.startSweep();
   log.info(`listening on ${config.socket} (home ${config.home}, instance ${config.instance})`);

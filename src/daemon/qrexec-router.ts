@@ -6,9 +6,16 @@ import { QubesError } from '../core/errors';
 import { answerAsk, evaluate, serviceCallProblem, splitServiceCall, type Resolution } from '../policy';
 import { pipeFrames } from '../qrexec/client';
 import type { FramedSocket } from '../qrexec/frame-reader';
-import { MSG_SERVICE_CONNECT, MSG_SERVICE_REFUSED, encodeServiceParams, type TriggerService3 } from '../qrexec/protocol';
+import {
+  DAEMON_TO_AGENT_DATA, EMPTY, MSG_DATA_EXIT_CODE, MSG_DATA_STDOUT, MSG_SERVICE_CONNECT, MSG_SERVICE_REFUSED, NOTHING,
+  encodeServiceParams, encodeU32, type TriggerService3,
+} from '../qrexec/protocol';
+import type { AdminRequest } from '../core/admin-wire';
 import type { HandlerDeps } from './handlers/context';
 import { systemInfo } from './system-info';
+
+/** Admin API payloads from qubes are small (property values, features): bigger is refused. */
+const MAX_ADMIN_PAYLOAD = 1024 * 1024;
 
 /** Calls one qube may have running at once; more wait their turn, up to MAX_WAITING_PER_QUBE. */
 export const MAX_CALLS_PER_QUBE = 64;
@@ -23,7 +30,11 @@ interface Lane {
 export class QrexecRouter {
   private readonly lanes = new Map<string, Lane>();
 
-  constructor(private readonly d: HandlerDeps) {}
+  constructor(
+    private readonly d: HandlerDeps,
+    /** Runs an Admin API call a qube made (the policy allowed it, target dom0); returns the reply bytes. */
+    private readonly callAdmin: (req: AdminRequest) => Promise<Buffer>,
+  ) {}
 
   /** Decides and runs one call. Never throws: every failure refuses the call. */
   async handle(source: string, untrusted: TriggerService3, conn: FramedSocket): Promise<void> {
@@ -64,6 +75,9 @@ export class QrexecRouter {
       r = answerAsk(r, answer, systemInfo(this.d.collection));
     }
     if (r.result !== 'allow') return this.refuse(conn, untrusted, this.record(source, untrusted.targetDomain, service, argument, r.result, r, r.reason));
+    if (r.target === 'dom0' && service.startsWith('admin.') && !r.execute_error) {
+      return this.serveAdmin(source, untrusted, conn, service, argument, r);
+    }
     const refusal = r.execute_error ?? this.unsupportedTarget(r.target!);
     if (refusal) return this.refuse(conn, untrusted, this.record(source, r.target!, service, argument, 'deny', r, refusal));
     const target = this.d.collection.byUuid(r.target!.replace(/^uuid:/, ''))?.name ?? r.target!;
@@ -77,6 +91,38 @@ export class QrexecRouter {
     const piped = pipeFrames(conn.socket, session.raw(), { clientFramed: conn, label: `${source} -> ${target} ${service}${argument}`, log: (l) => this.d.log.info(l) });
     conn.resume();
     await piped;
+  }
+
+  /**
+   * Qubes' Admin API from a qube: the call is about the qube the caller named (Qubes keeps the
+   * requested target as the destination when the policy redirects to dom0), its payload is the
+   * caller's stdin, and the reply (Qubes' `30 00`/`32 00` bytes) is its stdout.
+   */
+  private async serveAdmin(source: string, untrusted: TriggerService3, conn: FramedSocket, service: string, argument: string, r: Resolution): Promise<void> {
+    const asked = r.requested_target ?? '';
+    const dest = asked === 'dom0' || asked === '@adminvm' ? 'dom0' : this.d.collection.find(asked)?.name;
+    if (!dest) return this.refuse(conn, untrusted, this.record(source, asked, service, argument, 'deny', r, `admin call about '${asked}', which is no qube`));
+    this.record(source, 'dom0', service, argument, 'allow', r, r.reason);
+    conn.send(MSG_SERVICE_CONNECT, encodeServiceParams(untrusted.requestId));
+    conn.allow(DAEMON_TO_AGENT_DATA);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    await new Promise<void>((resolve, reject) => {
+      conn.onFrame = (f) => {
+        if (f.payload.length === 0) return resolve();
+        size += f.payload.length;
+        if (size > MAX_ADMIN_PAYLOAD) return reject(new Error(`admin call payload over ${MAX_ADMIN_PAYLOAD} bytes`));
+        chunks.push(f.payload);
+      };
+      conn.onClose = () => reject(new Error('the caller left before sending its payload'));
+      conn.resume();
+    });
+    conn.allow(NOTHING);
+    const reply = await this.callAdmin({ method: service, arg: argument.slice(1), source, dest, payload: Buffer.concat(chunks) });
+    conn.sendData(MSG_DATA_STDOUT, reply);
+    conn.send(MSG_DATA_STDOUT, EMPTY);
+    conn.send(MSG_DATA_EXIT_CODE, encodeU32(0));
+    conn.end();
   }
 
   private unsupportedTarget(target: string): string | undefined {

@@ -19,6 +19,7 @@ const POLICY = [
   'test.Missing  * work  vault allow',
   'test.Halted   * work  vault allow autostart=no',
   'test.Echo     * @anyvm @anyvm deny',
+  'admin.vm.property.Get +label work vault allow target=dom0',
   '* * @anyvm @anyvm deny',
 ].join('\n') + '\n';
 
@@ -131,5 +132,17 @@ describe('qrexec between qubes', { skip, concurrency: false }, () => {
     assert.match(log, /other vault test\.Echo\+ deny \S+30-test\.policy:7 /);
     assert.match(log, /work vault test\.Halted\+ deny \S+30-test\.policy:6 .*autostart/);
     assert.equal((await inst.cli('isola', ['policy', 'log', '--since', 'yesterday'])).code, 1);
+  });
+
+  test('admin calls from a qube go through the policy: a narrow grant works, everything else is denied', async () => {
+    const got = await inQube('work', 'qrexec-client-vm vault admin.vm.property.Get+label');
+    assert.equal(got.code, 0, got.stderr);
+    assert.equal(got.stdout, '0\0default=False type=label black', "Qubes' reply bytes, about the qube the caller named");
+    const other = await inQube('work', 'qrexec-client-vm work admin.vm.property.Get+label');
+    assert.equal(other.code, 126, 'the grant is for vault only');
+    const set = await inQube('work', 'printf red | qrexec-client-vm vault admin.vm.property.Set+label');
+    assert.equal(set.code, 126);
+    assert.equal((await inst.ok('qvm-prefs', 'vault', 'label')).trim(), 'black', 'nothing changed');
+    assert.equal((await inQube('work', 'qrexec-client-vm dom0 admin.vm.List')).code, 126);
   });
 });
