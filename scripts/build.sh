@@ -6,13 +6,13 @@ rm -rf dist
 npx tsc -p tsconfig.json
 # In-qube code runs on the template's Node 18: one bundle per program, bound into qubes at /usr/lib/isola.
 npx esbuild src/agent/agent.ts --bundle --platform=node --target=node18 --log-level=warning --outfile=dist/qube/isola-agent.js
-for prog in qrexec-client-vm qvm-copy qfile-unpacker; do
+for prog in qrexec-client-vm qvm-copy qfile-unpacker qvm-open-in-vm qubes-open; do
   npx esbuild "src/agent/bin/$prog.ts" --bundle --platform=node --target=node18 --log-level=warning --outfile="dist/qube/$prog.js"
 done
 mkdir -p dist/libexec
 gcc -O2 -Wall -Wextra -o dist/libexec/isola-idmap-mount src/native/isola-idmap-mount.c
 
-COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-clone qvm-remove qvm-check qvm-volume qvm-template)
+COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard)
 mkdir -p bin
 for cmd in "${COMMANDS[@]}"; do
   case "$cmd" in

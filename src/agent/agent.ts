@@ -13,6 +13,7 @@ import {
 import { FramedSocket, type Frame } from '../qrexec/frame-reader';
 import { exitCodeOf, signalGroup, spawnCommand, EXIT_QREXEC_PROBLEM } from './exec';
 import { installToolWrappers, startClientRelay } from './client-relay';
+import { pumpSocketService } from './socket-service';
 
 export const AGENT_VERSION = '0.1.0';
 const SOCKET_PATH = process.env.ISOLA_AGENT_SOCKET || '/run/isola/agent.sock';
@@ -92,8 +93,8 @@ function onControlFrame(fs: FramedSocket, f: Frame): void {
 
 function justExec(user: string, command: string): void {
   const r = spawnCommand(user, command, { justExec: true, log });
-  if ('error' in r) {
-    log(`JUST_EXEC as ${user} failed: ${r.error}`);
+  if (!('child' in r)) {
+    log(`JUST_EXEC as ${user} failed: ${'error' in r ? r.error : 'a socket service cannot be run without data'}`);
     return;
   }
   r.child.on('error', (e) => log(`JUST_EXEC as ${user} failed: ${e.message}`));
@@ -139,6 +140,7 @@ function pump(fs: FramedSocket, user: string, command: string): void {
     fs.send(MSG_DATA_STDOUT, EMPTY);
     return finish(fs, r.exitCode);
   }
+  if ('socket' in r) return pumpSocketService(fs, r.socket, r.descriptor, log);
   const child = r.child;
   const stdin = child.stdin!, stdout = child.stdout!, stderr = child.stderr!;
   let spawnError: string | null = null;

@@ -13,6 +13,9 @@ const TOOLS: Record<string, string[]> = {
   'qvm-copy-to-vm': ['qvm-copy.js', 'qvm-copy-to-vm'],
   'qvm-move': ['qvm-copy.js', 'qvm-move'],
   'qvm-move-to-vm': ['qvm-copy.js', 'qvm-move-to-vm'],
+  'qvm-open-in-vm': ['qvm-open-in-vm.js', 'qvm-open-in-vm'],
+  'qvm-open-in-dvm': ['qvm-open-in-vm.js', 'qvm-open-in-dvm'],
+  'isola-clipboard': ['isola-clipboard'],
 };
 
 export function startClientRelay(upstreamPath: string, log: (l: string) => void): Server | undefined {
@@ -52,7 +55,8 @@ export function installToolWrappers(libDir = '/usr/lib/isola', binDir = '/usr/lo
     if (existsSync(target) || !existsSync(`${libDir}/${bundle}`)) continue;
     try {
       mkdirSync(binDir, { recursive: true });
-      writeFileSync(target, `#!/bin/sh\nexec /usr/bin/node ${libDir}/${bundle} ${fixed.join(' ')} "$@"\n`, { mode: 0o755 });
+      const runner = bundle.endsWith('.js') ? '/usr/bin/node' : '/bin/sh';
+      writeFileSync(target, `#!/bin/sh\nexec ${runner} ${libDir}/${bundle} ${fixed.join(' ')} "$@"\n`, { mode: 0o755 });
     } catch {
       /* read-only root: the tools are still reachable as node ${libDir}/TOOL.js */
     }

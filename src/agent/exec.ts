@@ -60,7 +60,7 @@ function homeOrRoot(home: string): string {
   }
 }
 
-export type SpawnResult = { child: ChildProcess } | { error: string; exitCode: number };
+export type SpawnResult = { child: ChildProcess } | { socket: string; descriptor: Buffer } | { error: string; exitCode: number };
 
 let setprivChecked: boolean | null = null;
 
@@ -80,7 +80,7 @@ export function spawnCommand(
   let serviceEnv: Record<string, string> = {};
   if (command.startsWith('QUBESRPC ')) {
     const svc = serviceProgram(command);
-    if ('error' in svc) return svc;
+    if ('error' in svc || 'socket' in svc) return svc;
     program = svc.argv;
     serviceEnv = svc.env;
   }

@@ -1,8 +1,11 @@
 // qrexec-client-vm TARGET SERVICE[+ARGUMENT]: calls a qrexec service in another qube, as in Qubes.
-// stdin/stdout are the service's; exit code is the service's, 126 if refused, 125 on a qrexec problem.
+// stdin/stdout are the service's (or a LOCAL_PROGRAM's); exit code is the service's, 126 if refused,
+// 125 on a qrexec problem.
 
 import { randomBytes } from 'crypto';
+import { spawn } from 'child_process';
 import { createConnection, type Socket } from 'net';
+import { EXIT_NOT_FOUND, exitCodeOf } from './exec';
 import { CLIENT_SOCKET } from './client-relay';
 import { EXIT_QREXEC_PROBLEM, runDataSession } from '../qrexec/client';
 import {
@@ -70,13 +73,16 @@ export async function startServiceCall(target: string, call: string, socketPath 
   return { refused: false, sock, head: decision.rest };
 }
 
+const USAGE = 'usage: qrexec-client-vm [--filter-escape-chars-stderr] TARGET SERVICE[+ARGUMENT] [LOCAL_PROGRAM [ARGS...]]\n';
+
 export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET): Promise<number> {
-  const args = argv.filter((a) => a !== '--filter-escape-chars-stderr');
-  if (args.length !== 2 || args[0].startsWith('-')) {
-    process.stderr.write('usage: qrexec-client-vm TARGET SERVICE[+ARGUMENT]\n');
+  let i = 0;
+  while (argv[i] === '--filter-escape-chars-stderr' || argv[i] === '--no-filter-escape-chars-stderr') i++;
+  const [target, call, ...local] = argv.slice(i);
+  if (!target || !call || target.startsWith('-')) {
+    process.stderr.write(USAGE);
     return 2;
   }
-  const [target, call] = args;
   if (Buffer.byteLength(target) > 63 || Buffer.byteLength(call) > 255) {
     process.stderr.write('qrexec-client-vm: target or service name too long\n');
     return 2;
@@ -86,10 +92,37 @@ export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET)
     process.stderr.write('Request refused\n');
     return EXIT_REFUSED;
   }
+  if (local.length) return withLocalProgram(start.sock, start.head, local);
   const done = runDataSession(start.sock, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, { head: start.head, log: () => undefined });
   start.sock.resume();
   return done.catch((e: Error) => {
     process.stderr.write(`qrexec-client-vm: ${e.message}\n`);
     return EXIT_QREXEC_PROBLEM;
   });
+}
+
+/**
+ * Qubes' LOCAL_PROGRAM: the service's output is the program's stdin and the program's output the
+ * service's input (qvm-open-in-vm and qvm-copy are built so in Qubes). The exit code is the
+ * program's when it fails, else the service's.
+ */
+async function withLocalProgram(sock: Socket, head: Buffer, [program, ...args]: string[]): Promise<number> {
+  const child = spawn(program, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  const spawned = await new Promise<Error | null>((resolve) => child.once('spawn', () => resolve(null)).once('error', resolve));
+  if (spawned) {
+    sock.destroy();
+    process.stderr.write(`qrexec-client-vm: cannot run ${program}: ${spawned.message}\n`);
+    return EXIT_NOT_FOUND;
+  }
+  child.stdin!.on('error', () => undefined); // the program may stop reading early: not our failure
+  const localExit = new Promise<number>((resolve) => child.once('close', (code, signal) => resolve(exitCodeOf(code, signal))));
+  const done = runDataSession(sock, { stdin: child.stdout!, stdout: child.stdin!, stderr: process.stderr }, { head, log: () => undefined });
+  sock.resume();
+  const remote = await done.catch((e: Error) => {
+    process.stderr.write(`qrexec-client-vm: ${e.message}\n`);
+    return EXIT_QREXEC_PROBLEM;
+  });
+  child.stdin!.end();
+  const localCode = await localExit;
+  return localCode !== 0 ? localCode : remote;
 }

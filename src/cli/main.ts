@@ -11,7 +11,7 @@ export type { AdminClientLike, CliCommand, CliDeps } from './commands/common';
 
 /**
  * Every command by the name it is invoked as, loaded on first use: a CLI process runs one command,
- * so it need not load the other fifteen (≈10 ms of its start). Others add theirs with registerCommand.
+ * so it need not load the other sixteen (≈10 ms of its start). Others add theirs with registerCommand.
  */
 export const COMMANDS: Record<string, () => CliCommand> = {
   'qvm-ls': () => require('./commands/qvm-ls') as CliCommand,
@@ -29,6 +29,7 @@ export const COMMANDS: Record<string, () => CliCommand> = {
   'qvm-check': () => require('./commands/qvm-check') as CliCommand,
   'qvm-volume': () => require('./commands/qvm-volume') as CliCommand,
   'qvm-template': () => require('./commands/qvm-template') as CliCommand,
+  'qvm-clipboard': () => require('./commands/qvm-clipboard') as CliCommand,
 };
 
 export function registerCommand(name: string, command: CliCommand): void {

@@ -73,6 +73,14 @@ export const ADMIN_METHODS = {
   'admin.qrexec.AskList': c('dom0', 'forbidden', 'forbidden', 'global', 'ro', { extension: true }),
   /** Answers question ARG: payload `allow [TARGET]` or `deny`. */
   'admin.qrexec.AskAnswer': c('dom0', 'required', 'required', 'global', 'rwx', { extension: true }),
+  /** Two-level clipboard: copies the clipboard of the destination qube into the host's global clipboard. */
+  'admin.clipboard.CopyFrom': c('vm', 'forbidden', 'forbidden', 'global', 'rwx', { extension: true }),
+  /** Pastes the global clipboard into the destination qube (policy qubes.ClipboardPaste), then empties it. */
+  'admin.clipboard.PasteTo': c('vm', 'forbidden', 'forbidden', 'global', 'rwx', { extension: true }),
+  /** What the global clipboard holds: `source=NAME size=BYTES copied=ISO-TIME`, or nothing when empty. */
+  'admin.clipboard.Get': c('dom0', 'forbidden', 'forbidden', 'global', 'ro', { extension: true }),
+  /** Empties the global clipboard. */
+  'admin.clipboard.Clear': c('dom0', 'forbidden', 'forbidden', 'global', 'rwx', { extension: true }),
   /** Qubes' qrexec policy input: `{"domains": {NAME: {type, tags, …}}}` (Qubes serves it on an internal socket). */
   'internal.GetSystemInfo': c('dom0', 'forbidden', 'forbidden', 'global', 'ro'),
 } as const satisfies Record<string, MethodContract>;

@@ -19,6 +19,9 @@ import { templateHandlers } from './handlers/template-handlers';
 import { vmHandlers } from './handlers/vm-handlers';
 import { volumeHandlers } from './handlers/volume-handlers';
 import type { HandlerDeps } from './handlers/context';
+import { clipboardHandlers } from './handlers/clipboard-handlers';
+import { GlobalClipboard } from './clipboard';
+import { BUILTIN_SCRIPTS, BUILTIN_SERVICES } from './builtin-services';
 import { Lifecycle } from './lifecycle';
 import { stderrLogger, type Logger } from './logger';
 import { policyDir } from './policy-fs';
@@ -36,8 +39,6 @@ export interface Isolad {
   stop(): Promise<void>;
 }
 
-/** qrexec services every qube has, and the bundle that implements each. */
-const BUILTIN_SERVICES: Record<string, string> = { 'qubes.Filecopy': 'qfile-unpacker.js' };
 
 /** The in-qube programs (agent, qrexec-client-vm), bundled by the build next to the compiled daemon. */
 export function qubeBundleDir(): string {
@@ -64,9 +65,15 @@ async function prepareDirs(cfg: DaemonConfig): Promise<void> {
   // Built-in services, found by agents after the qube's own /etc/qubes-rpc (which may override them).
   const rpc = path.join(cfg.libDir, 'qubes-rpc');
   await fs.mkdir(rpc, { recursive: true, mode: 0o755 });
-  for (const [service, program] of Object.entries(BUILTIN_SERVICES)) {
-    await fs.writeFile(path.join(rpc, service), `#!/bin/sh\nexec /usr/bin/node /usr/lib/isola/${program} "$@"\n`, { mode: 0o755 });
-  }
+  for (const [service, script] of Object.entries(BUILTIN_SERVICES)) await writeScript(path.join(rpc, service), script);
+  for (const [name, script] of Object.entries(BUILTIN_SCRIPTS)) await writeScript(path.join(cfg.libDir, name), script);
+}
+
+async function writeScript(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}`;
+  await fs.writeFile(tmp, text, { mode: 0o755 });
+  await fs.chmod(tmp, 0o755);
+  await fs.rename(tmp, file);
 }
 
 export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger; backend?: Backend } = {}): Promise<Isolad> {
@@ -93,6 +100,7 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
     ...lifecycleHandlers(deps),
     ...templateHandlers(deps),
     ...policyHandlers(deps),
+    ...clipboardHandlers(new GlobalClipboard(deps)),
   };
   const server = new AdminServer(handlers, { 'admin.vm.Run': runHandler(deps) }, events, log);
   const router = new QrexecRouter(deps, (req) => server.callFromQube(req));

@@ -1,7 +1,8 @@
 // `isola setup`: the default template and Qubes' default qubes, through the Admin API only.
 // Idempotent: what exists is left as it is, so it can run at every `npm start`.
 
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { ADMIN_INCLUDES, ADMIN_POLICY_FILE, GENERATED_MARK, adminDefaultPolicy } from './admin-policy';
 import path from 'node:path';
 import { AdminClient } from '../cli/admin-client';
 import { policyDir } from './policy-fs';
@@ -28,6 +29,19 @@ export function installDefaultPolicy(dest = policyDir()): string[] {
     if (existsSync(path.join(dest, f))) continue;
     copyFileSync(path.join(SHIPPED_POLICY_DIR, f), path.join(dest, f));
     installed.push(f);
+  }
+  // The generated file follows the method table (rewritten while it is still ours); the includes are the user's.
+  const generated = path.join(dest, ADMIN_POLICY_FILE);
+  const current = existsSync(generated) ? readFileSync(generated, 'utf8') : undefined;
+  if (current === undefined || (current.startsWith(GENERATED_MARK) && current !== adminDefaultPolicy())) {
+    writeFileSync(generated, adminDefaultPolicy(), { mode: 0o644 });
+    installed.push(ADMIN_POLICY_FILE);
+  }
+  mkdirSync(path.join(dest, 'include'), { recursive: true, mode: 0o755 });
+  for (const [name, text] of Object.entries(ADMIN_INCLUDES)) {
+    if (existsSync(path.join(dest, 'include', name))) continue;
+    writeFileSync(path.join(dest, 'include', name), text, { mode: 0o644 });
+    installed.push(`include/${name}`);
   }
   return installed;
 }

@@ -53,3 +53,17 @@ for (const [cmd, why, code] of BAD) {
     assert.equal(r.exitCode, code);
   });
 }
+
+test('a unix socket at the service path is a socket-based service: the descriptor names service, argument and source', async () => {
+  const { createServer } = await import('node:net');
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(path.join(etc, 'test.Socket'), resolve));
+  try {
+    const r = serviceProgram('QUBESRPC test.Socket+abc work', dirs);
+    assert.ok('socket' in r, JSON.stringify(r));
+    assert.equal(r.socket, path.join(etc, 'test.Socket'));
+    assert.equal(r.descriptor.toString(), 'test.Socket+abc work\0');
+  } finally {
+    server.close();
+  }
+});

@@ -10,7 +10,18 @@ import { CREATABLE_CLASSES, type QubeClass, type QubeRecord } from '../../core/q
 import { volumeLayout } from '../../core/volumes';
 import type { Handler } from '../admin-server';
 import { systemInfo } from '../system-info';
+import { evaluateNonInteractive } from '../../policy';
 import { destQube, parseKeyValues, payloadText, type HandlerDeps } from './context';
+
+/**
+ * Qubes' second gate for a qube's admin.vm.List: only the qubes X for which the same policy allows
+ * `admin.vm.List` from the caller to X (an `ask` counts as no), so a grant names what may be seen.
+ */
+function visibleTo(d: HandlerDeps, caller: string, qubes: QubeRecord[]): QubeRecord[] {
+  const system = systemInfo(d.collection);
+  return qubes.filter((q) =>
+    evaluateNonInteractive(d.policy.current, { service: 'admin.vm.List', argument: '', source: caller, target: q.name }, system).result === 'allow');
+}
 
 export function vmHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
   const col = d.collection;
@@ -24,7 +35,10 @@ export function vmHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>
   const create = (klass: QubeClass): Handler => (ctx) => createQube(d, klass, ctx.req.arg, payloadText(ctx));
   return {
     'admin.vmclass.List': () => CREATABLE_CLASSES.join('\n') + '\n',
-    'admin.vm.List': (ctx) => (ctx.req.dest === 'dom0' ? sorted() : [destQube(d, ctx)]).map(listLine).join(''),
+    'admin.vm.List': (ctx) => {
+      const listed = ctx.req.dest === 'dom0' ? sorted() : [destQube(d, ctx)];
+      return (ctx.req.source === 'dom0' ? listed : visibleTo(d, ctx.req.source, listed)).map(listLine).join('');
+    },
     'admin.vm.Create.AppVM': create('AppVM'),
     'admin.vm.Create.TemplateVM': create('TemplateVM'),
     'admin.vm.Create.StandaloneVM': create('StandaloneVM'),

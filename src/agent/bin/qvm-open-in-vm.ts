@@ -1,0 +1,16 @@
+// Entry of the in-qube qvm-open-in-vm bundle: `qvm-open-in-vm.js TOOL ARGS…` (qvm-open-in-vm or qvm-open-in-dvm).
+
+import { isOpenTool, qvmOpenInVm } from '../open/qvm-open-in-vm';
+
+const [tool, ...rest] = process.argv.slice(2);
+if (!isOpenTool(tool)) {
+  process.stderr.write(`qvm-open-in-vm: unknown tool '${tool}'\n`);
+  process.exit(2);
+}
+qvmOpenInVm(tool, rest).then(
+  (code) => process.exit(code),
+  (e: Error) => {
+    process.stderr.write(`${tool}: ${e.message}\n`);
+    process.exit(125);
+  },
+);

@@ -1,0 +1,31 @@
+// What isolad puts in every qube's /usr/lib/isola besides the bundles: the built-in qrexec services
+// (found after the qube's own /etc/qubes-rpc, which may override them) and small shell tools.
+
+const LIB = '/usr/lib/isola';
+const node = (bundle: string, ...args: string[]) => `#!/bin/sh\nexec /usr/bin/node ${LIB}/${bundle} ${[...args, '"$@"'].join(' ')}\n`;
+
+/**
+ * The qube's own clipboard until qubes have a GUI: a private file in the user's home. `copy` stores
+ * stdin (what Ctrl+C would do), `paste` prints it; the host's qvm-clipboard moves it between qubes.
+ */
+const ISOLA_CLIPBOARD = `#!/bin/sh
+# isola-clipboard copy|paste: this qube's clipboard (stdin -> clipboard, clipboard -> stdout).
+dir="\${HOME:?}/.cache/isola"
+case "$1" in
+  copy) umask 077 && mkdir -p "$dir" && cat > "$dir/.clipboard.new" && mv -f "$dir/.clipboard.new" "$dir/clipboard" ;;
+  paste) if [ -f "$dir/clipboard" ]; then exec cat -- "$dir/clipboard"; fi ;;
+  *) echo "usage: isola-clipboard copy|paste" >&2; exit 2 ;;
+esac
+`;
+
+/** Service name -> script. */
+export const BUILTIN_SERVICES: Record<string, string> = {
+  'qubes.Filecopy': node('qfile-unpacker.js'),
+  'qubes.OpenInVM': node('qubes-open.js', 'file'),
+  'qubes.OpenURL': node('qubes-open.js', 'url'),
+  'qubes.ClipboardCopy': `#!/bin/sh\nexec /bin/sh ${LIB}/isola-clipboard paste\n`,
+  'qubes.ClipboardPaste': `#!/bin/sh\nexec /bin/sh ${LIB}/isola-clipboard copy\n`,
+};
+
+/** File name in /usr/lib/isola -> shell script. */
+export const BUILTIN_SCRIPTS: Record<string, string> = { 'isola-clipboard': ISOLA_CLIPBOARD };
