@@ -134,7 +134,7 @@ export class AdminServer {
   async callFromQube(req: AdminRequest): Promise<Buffer> {
     try {
       const contract = this.check(req, true);
-      if (contract.stream || this.streamHandlers[req.method as AdminMethod]) throw new QubesError('QubesNotImplementedError', `${req.method} cannot be called from a qube yet`);
+      if (contract.stream || this.streamHandlers[req.method as AdminMethod]) throw new QubesError('QubesNotImplementedError', `${req.method} cannot be called this way from a qube`);
       this.checkPayload(req, contract);
       return await this.execute({ req, contract });
     } catch (e) {

@@ -3,19 +3,22 @@
 // spliced onto the service's data connection. Calls run concurrently, bounded per source qube.
 
 import { QubesError } from '../core/errors';
-import { answerAsk, evaluate, serviceCallProblem, splitServiceCall, type Resolution } from '../policy';
+import { answerAsk, evaluate, evaluateNonInteractive, serviceCallProblem, splitServiceCall, type Resolution } from '../policy';
 import { pipeFrames } from '../qrexec/client';
 import type { FramedSocket } from '../qrexec/frame-reader';
 import {
   DAEMON_TO_AGENT_DATA, EMPTY, MSG_DATA_EXIT_CODE, MSG_DATA_STDOUT, MSG_SERVICE_CONNECT, MSG_SERVICE_REFUSED, NOTHING,
   encodeServiceParams, encodeU32, type TriggerService3,
 } from '../qrexec/protocol';
-import type { AdminRequest } from '../core/admin-wire';
+import { encodeEvent, type AdminRequest } from '../core/admin-wire';
+import { ADMIN_METHODS, isAdminMethod } from '../core/admin-methods';
 import type { HandlerDeps } from './handlers/context';
 import { systemInfo } from './system-info';
 
 /** Admin API payloads from qubes are small (property values, features): bigger is refused. */
 const MAX_ADMIN_PAYLOAD = 1024 * 1024;
+/** Unsent event bytes a qube's admin.Events stream may leave in isolad before it is dropped. */
+const MAX_EVENT_BACKLOG = 1024 * 1024;
 
 /** Calls one qube may have running at once; more wait their turn, up to MAX_WAITING_PER_QUBE. */
 export const MAX_CALLS_PER_QUBE = 64;
@@ -118,11 +121,38 @@ export class QrexecRouter {
       conn.resume();
     });
     conn.allow(NOTHING);
+    if (isAdminMethod(service) && ADMIN_METHODS[service].stream) return this.streamEvents(source, dest, conn);
     const reply = await this.callAdmin({ method: service, arg: argument.slice(1), source, dest, payload: Buffer.concat(chunks) });
     conn.sendData(MSG_DATA_STDOUT, reply);
     conn.send(MSG_DATA_STDOUT, EMPTY);
     conn.send(MSG_DATA_EXIT_CODE, encodeU32(0));
     conn.end();
+  }
+
+  /**
+   * admin.Events for a qube, with Qubes' second gate: each event goes out only if the policy allows
+   * `admin.Events +EVENT` (':' as '_') from the caller to the event's subject (dom0 for the system's).
+   * A caller that stops reading is dropped rather than buffered for.
+   */
+  private streamEvents(source: string, dest: string, conn: FramedSocket): Promise<void> {
+    const send = (subject: string, event: string, kwargs: Record<string, string>) => {
+      if (conn.closed) return;
+      if (conn.socket.writableLength > MAX_EVENT_BACKLOG) return conn.close();
+      conn.sendData(MSG_DATA_STDOUT, encodeEvent(subject, event, kwargs));
+    };
+    send('', 'connection-established', {});
+    const unsubscribe = this.d.events.subscribe((ev) => {
+      if (dest !== 'dom0' && ev.subject !== dest) return;
+      const target = ev.subject && ev.subject !== 'dom0' ? ev.subject : 'dom0';
+      const r = evaluateNonInteractive(this.d.policy.current, { service: 'admin.Events', argument: `+${ev.event.replace(/:/g, '_')}`, source, target }, systemInfo(this.d.collection));
+      if (r.result === 'allow') send(ev.subject, ev.event, ev.kwargs);
+    });
+    return new Promise((resolve) => {
+      conn.onClose = () => {
+        unsubscribe();
+        resolve();
+      };
+    });
   }
 
   private unsupportedTarget(target: string): string | undefined {

@@ -20,6 +20,8 @@ const POLICY = [
   'qubes.ClipboardPaste * @anyvm @anyvm ask',
   'admin.vm.List        * mgmt @adminvm allow target=dom0',
   'admin.vm.List        * mgmt @tag:managed allow target=dom0',
+  'admin.Events         * mgmt @adminvm allow target=dom0',
+  'admin.Events         * mgmt @tag:managed allow target=dom0',
   '*                    * @anyvm @anyvm deny',
 ].join('\n') + '\n';
 
@@ -186,5 +188,16 @@ describe('qrexec applications between qubes', { skip, concurrency: false }, () =
     const names = r.stdout.slice(2).split('\n').filter(Boolean).map((l) => l.split(' ')[0]);
     assert.deepEqual(names, ['dom0', 'vault']);
     assert.equal((await inQube('work', 'qrexec-client-vm dom0 admin.vm.List')).code, 126, 'no grant, no list');
+  });
+
+  test('admin.Events from a qube streams only the events of qubes the policy lets it see', async () => {
+    await ok('mgmt', 'qrexec-client-vm dom0 admin.Events > /tmp/events 2>&1 &');
+    await ok('mgmt', 'for i in $(seq 50); do grep -qa connection-established /tmp/events && exit 0; sleep 0.1; done; exit 1');
+    await inst.ok('qvm-tags', 'work', 'add', 'hidden-tag');
+    await inst.ok('qvm-tags', 'vault', 'add', 'seen-tag');
+    await ok('mgmt', 'for i in $(seq 50); do grep -qa seen-tag /tmp/events && exit 0; sleep 0.1; done; exit 1');
+    const events = await ok('mgmt', 'tr "\\0" " " < /tmp/events');
+    assert.match(events, /vault domain-tag-add:seen-tag/);
+    assert.doesNotMatch(events, /hidden-tag/, "work's events are not mgmt's to see");
   });
 });
