@@ -81,7 +81,7 @@ export function policyCommand(io: PolicyIo, setCode: (c: number) => void): Comma
     .action((o: { policyDir?: string }) => {
       const dir = o.policyDir ?? policyDir();
       const loaded = load(dir);
-      io.out(`${dir}: OK (${loaded.rules.length} rules from ${loaded.files.length} files)\n`);
+      io.out(`${dir}: OK (${loaded.rules.length} rules from ${new Set(loaded.files).size} files)\n`);
       setCode(0);
     });
   policy

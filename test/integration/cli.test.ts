@@ -36,8 +36,9 @@ describe('qvm-* commands against isolad', { skip, concurrency: false }, () => {
     assert.ok(rows.some((r) => r.startsWith('debian-12|TemplateVM|black')));
     assert.equal((await inst.ok('qvm-prefs', 'vault', 'netvm')).trim(), '', 'no netvm prints as empty, as in Qubes');
     assert.match(await inst.ok('qvm-prefs', 'vault'), /^netvm\s+-\s+None$/m, 'vault has no network, explicitly');
-    assert.deepEqual(readdirSync(policyDir).sort(), ['90-default-gui-daemon.policy', '90-default-linux.policy', '90-default.policy']);
-    assert.match(await inst.ok('isola', 'policy', 'check'), /OK \(35 rules from 3 files\)/);
+    assert.deepEqual(readdirSync(policyDir).sort(), ['90-admin-default.policy', '90-default-gui-daemon.policy', '90-default-linux.policy', '90-default.policy', 'include']);
+    assert.deepEqual(readdirSync(path.join(policyDir, 'include')).sort(), ['admin-global-ro', 'admin-global-rwx', 'admin-local-ro', 'admin-local-rwx']);
+    assert.match(await inst.ok('isola', 'policy', 'check'), /OK \(35 rules from 8 files\)/, 'the admin includes are empty: no rule grants anything');
   });
 
   test('isola policy eval decides against the live qubes of isolad', async () => {
