@@ -111,6 +111,23 @@ describe('qrexec applications between qubes', { skip, concurrency: false }, () =
       assert.equal((await inst.cli('qvm-clipboard', ['show'])).code, 1);
       assert.equal((await inst.cli('qvm-clipboard', ['copy-from'])).code, 2, 'usage error');
     });
+
+    test('a hostile qube can neither flood nor stall the host with its clipboard', async () => {
+      const svc = (body: string) => inst.ok('qvm-run', '-p', '-u', 'root', 'untrusted',
+        `mkdir -p /etc/qubes-rpc && printf '#!/bin/sh\\n${body}\\n' > /etc/qubes-rpc/qubes.ClipboardCopy && chmod 755 /etc/qubes-rpc/qubes.ClipboardCopy`);
+      await svc('exec yes');
+      const flood = await inst.cli('qvm-clipboard', ['copy-from', 'untrusted']);
+      assert.equal(flood.code, 1);
+      assert.match(flood.stderr, /more than 64000 bytes/);
+      await svc('exec sleep 600');
+      const t0 = Date.now();
+      const stall = await inst.cli('qvm-clipboard', ['copy-from', 'untrusted']);
+      assert.equal(stall.code, 1);
+      assert.match(stall.stderr, /qubes\.ClipboardCopy in untrusted failed/);
+      assert.ok(Date.now() - t0 < 30_000, 'given up after the service timeout');
+      assert.equal((await inst.cli('qvm-clipboard', ['show'])).code, 1, 'nothing reached the global clipboard');
+      await inst.ok('qvm-run', '-p', '-u', 'root', 'untrusted', 'rm /etc/qubes-rpc/qubes.ClipboardCopy');
+    });
   });
 
   describe('qvm-open-in-vm', () => {
