@@ -4,12 +4,11 @@
 import { mkdirSync } from 'fs';
 import { homedir } from 'os';
 import { unpackStream, writeResult } from './filecopy';
-
-const QUBE_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
+import { remoteDomain } from './services';
 
 export async function qfileUnpacker(env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const source = env.QREXEC_REMOTE_DOMAIN ?? '';
-  if (!QUBE_RE.test(source)) {
+  const source = remoteDomain(env);
+  if (!source) {
     process.stderr.write('qubes.Filecopy: QREXEC_REMOTE_DOMAIN is missing or invalid\n');
     return 125;
   }

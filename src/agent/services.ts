@@ -12,6 +12,12 @@ const SERVICE_RE = /^[A-Za-z0-9._-]{1,255}$/;
 const ARGUMENT_RE = /^[A-Za-z0-9._+-]{0,255}$/;
 const QUBE_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
 
+/** The calling qube as isolad named it to a service (QREXEC_REMOTE_DOMAIN); undefined if missing or malformed. */
+export function remoteDomain(env: NodeJS.ProcessEnv): string | undefined {
+  const source = env.QREXEC_REMOTE_DOMAIN ?? '';
+  return QUBE_RE.test(source) ? source : undefined;
+}
+
 export interface FoundService {
   path: string;
   /** Qubes' socket-based services: a unix socket the agent connects to instead of a program it runs. */

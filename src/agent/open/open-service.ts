@@ -9,9 +9,8 @@ import { once } from 'events';
 import path from 'path';
 import type { Readable, Writable } from 'stream';
 import { SAFE_PATH } from '../exec';
+import { remoteDomain } from '../services';
 import { MAX_URL, NAME_BLOCK, checkUrl, decodeNameBlock } from './open-request';
-
-const QUBE_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
 
 export function findHandler(dirs = SAFE_PATH.split(':')): string | undefined {
   for (const dir of dirs) {
@@ -62,8 +61,8 @@ async function sha256(file: string): Promise<string> {
 
 /** Receives a file into a fresh private directory, opens it, and sends it back if it was edited. */
 export async function openInVmService(env: NodeJS.ProcessEnv = process.env, stdin: Readable = process.stdin, stdout: Writable = process.stdout, log: Writable = process.stderr): Promise<number> {
-  const source = env.QREXEC_REMOTE_DOMAIN ?? '';
-  if (!QUBE_RE.test(source)) {
+  const source = remoteDomain(env);
+  if (!source) {
     log.write('qubes.OpenInVM: QREXEC_REMOTE_DOMAIN is missing or invalid\n');
     return 125;
   }
