@@ -173,13 +173,21 @@ function pump(fs: FramedSocket, user: string, command: string): void {
   stdin.once('close', stdinGone);
 
   fs.onFrame = (f) => {
-    if (f.payload.length === 0) {
+    if (f.length === 0) {
       fs.allow(NOTHING);
       if (stdinOpen) stdin.end();
       return;
     }
-    moved += f.payload.length;
-    if (stdinOpen && !stdin.write(f.payload)) {
+    moved += f.length;
+    if (!stdinOpen) return;
+    // The frames of one socket read go to the command in one writev, as the parts they arrived in.
+    if (!stdin.writableCorked) {
+      stdin.cork();
+      process.nextTick(() => stdin.uncork());
+    }
+    let ok = true;
+    for (const p of f.parts) ok = stdin.write(p);
+    if (!ok) {
       fs.pause();
       stdin.once('drain', () => fs.resume());
     }
