@@ -12,7 +12,7 @@ import {
 } from '../qrexec/protocol';
 import { FramedSocket, type Frame } from '../qrexec/frame-reader';
 import { exitCodeOf, signalGroup, spawnCommand, EXIT_QREXEC_PROBLEM } from './exec';
-import { installToolWrappers, startClientRelay } from './client-relay';
+import { installToolWrappers } from './client-tools';
 
 export const AGENT_VERSION = '0.1.0';
 const SOCKET_PATH = process.env.ISOLA_AGENT_SOCKET || '/run/isola/agent.sock';
@@ -282,7 +282,6 @@ function main(): void {
   // Only in a real qube (as root): tests run the agent on a host as a plain process.
   if (process.getuid?.() === 0 && process.env.ISOLA_QUBE_NAME) {
     installToolWrappers();
-    startClientRelay(SOCKET_PATH, log);
   }
 }
 

@@ -21,6 +21,14 @@ export function agentSocketDir(cfg: DaemonConfig, q: QubeRecord): string {
   return path.join(cfg.agentDir, q.uuid);
 }
 
+/**
+ * Holds the qube's qrexec client socket (/run/qubes in the qube). Owned by the host's root and mounted
+ * read-only, not inside the qube-owned agent directory: the qube cannot swap the socket isolad chmods.
+ */
+export function qrexecClientDir(cfg: DaemonConfig, q: QubeRecord): string {
+  return path.join(cfg.agentDir, `${q.uuid}.qrexec`);
+}
+
 export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeRecord, vols: StartedVolumes): QubeRuntimeSpec {
   const memory = Number(col.prop(q, 'memory'));
   const maxmem = Number(col.prop(q, 'maxmem'));
@@ -32,6 +40,7 @@ export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeReco
       { source: vols.privateDir, destination: '/rw', readonly: false },
       { source: path.join(vols.privateDir, 'home'), destination: '/home', readonly: false },
       { source: agentSocketDir(cfg, q), destination: '/run/isola', readonly: false },
+      { source: qrexecClientDir(cfg, q), destination: '/run/qubes', readonly: true },
       { source: cfg.libDir, destination: path.dirname(AGENT_IN_QUBE), readonly: true },
     ],
     uidBase: uidBase(cfg.instance, q.qid),
