@@ -12,7 +12,7 @@ import {
 } from '../qrexec/protocol';
 import { FramedSocket, type Frame } from '../qrexec/frame-reader';
 import { exitCodeOf, signalGroup, spawnCommand, EXIT_QREXEC_PROBLEM } from './exec';
-import { installToolWrappers, startClientRelay } from './client-relay';
+import { installToolWrappers } from './client-tools';
 import { pumpSocketService } from './socket-service';
 
 export const AGENT_VERSION = '0.1.0';
@@ -175,13 +175,21 @@ function pump(fs: FramedSocket, user: string, command: string): void {
   stdin.once('close', stdinGone);
 
   fs.onFrame = (f) => {
-    if (f.payload.length === 0) {
+    if (f.length === 0) {
       fs.allow(NOTHING);
       if (stdinOpen) stdin.end();
       return;
     }
-    moved += f.payload.length;
-    if (stdinOpen && !stdin.write(f.payload)) {
+    moved += f.length;
+    if (!stdinOpen) return;
+    // The frames of one socket read go to the command in one writev, as the parts they arrived in.
+    if (!stdin.writableCorked) {
+      stdin.cork();
+      process.nextTick(() => stdin.uncork());
+    }
+    let ok = true;
+    for (const p of f.parts) ok = stdin.write(p);
+    if (!ok) {
       fs.pause();
       stdin.once('drain', () => fs.resume());
     }
@@ -276,7 +284,6 @@ function main(): void {
   // Only in a real qube (as root): tests run the agent on a host as a plain process.
   if (process.getuid?.() === 0 && process.env.ISOLA_QUBE_NAME) {
     installToolWrappers();
-    startClientRelay(SOCKET_PATH, log);
   }
 }
 

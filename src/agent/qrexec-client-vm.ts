@@ -6,7 +6,7 @@ import { randomBytes } from 'crypto';
 import { spawn } from 'child_process';
 import { createConnection, type Socket } from 'net';
 import { EXIT_NOT_FOUND, exitCodeOf } from './exec';
-import { CLIENT_SOCKET } from './client-relay';
+import { CLIENT_SOCKET } from './client-tools';
 import { EXIT_QREXEC_PROBLEM, runDataSession } from '../qrexec/client';
 import {
   HEADER_SIZE, HELLO_FLAG_CLIENT, MAX_PAYLOAD, MSG_HELLO, MSG_SERVICE_CONNECT, MSG_SERVICE_REFUSED, MSG_TRIGGER_SERVICE3,

@@ -19,6 +19,11 @@ export { ExecSession };
 
 export interface AgentListenerOptions {
   socketPath: string;
+  /**
+   * Where the qube's own programs (qrexec-client-vm, qvm-copy) call services: this socket takes client
+   * connections only, so no user of the qube can speak for its agent; the qube is the same as socketPath's.
+   */
+  clientSocketPath?: string;
   /** Qube name, for log lines and error messages. */
   name?: string;
   /** How long exec() waits for the agent's data connection (default 10 s). */
@@ -53,9 +58,10 @@ interface Pending {
   via: FramedSocket;
 }
 
+interface Listening { server: Server; path: string; ino: number }
+
 export class AgentListener extends EventEmitter {
-  private server: Server | null = null;
-  private ino = 0;
+  private readonly listening: Listening[] = [];
   private control: FramedSocket | null = null;
   private lastHello: Hello | null = null;
   private readonly pending = new Map<number, Pending>();
@@ -81,23 +87,26 @@ export class AgentListener extends EventEmitter {
   }
 
   async listen(): Promise<void> {
-    const path = this.opts.socketPath;
+    await this.listenAt(this.opts.socketPath, false);
+    if (this.opts.clientSocketPath) await this.listenAt(this.opts.clientSocketPath, true);
+  }
+
+  private async listenAt(path: string, clientsOnly: boolean): Promise<void> {
     try {
       if (!lstatSync(path).isSocket()) throw new QubesError('QubesException', `${path}: exists and is not a socket; remove it`);
       unlinkSync(path); // left by an isolad that died: listen() would fail with EADDRINUSE
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
-    const server = createServer((s) => this.accept(s));
+    const server = createServer((s) => this.accept(s, clientsOnly));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => (server.off('error', reject), resolve()));
     });
-    // The qube's root is an unprivileged uid on the host; the 0700 directory around the socket is the guard.
+    // Open to any uid: the directory around the socket is the guard (agent: 0700, the qube's root; client: the qube's mount).
     chmodSync(path, 0o666);
-    this.ino = statSync(path).ino;
     server.on('error', (e) => this.log(`${this.label}: agent socket: ${e.message}`));
-    this.server = server;
+    this.listening.push({ server, path, ino: statSync(path).ino });
   }
 
   waitForHello(timeoutMs: number): Promise<Hello> {
@@ -172,14 +181,15 @@ export class AgentListener extends EventEmitter {
     this.pending.clear();
     this.control = null;
     for (const fs of this.conns) fs.close();
-    const server = this.server;
-    this.server = null;
-    if (server) await new Promise<void>((r) => server.close(() => r()));
-    try {
-      // Only our own socket: a newer listener may already have replaced it at the same path.
-      if (this.ino && statSync(this.opts.socketPath).ino === this.ino) unlinkSync(this.opts.socketPath);
-    } catch {
-      /* already gone */
+    const all = this.listening.splice(0);
+    await Promise.all(all.map((l) => new Promise<void>((r) => l.server.close(() => r()))));
+    for (const l of all) {
+      try {
+        // Only our own socket: a newer listener may already have replaced it at the same path.
+        if (statSync(l.path).ino === l.ino) unlinkSync(l.path);
+      } catch {
+        /* already gone */
+      }
     }
   }
 
@@ -191,7 +201,7 @@ export class AgentListener extends EventEmitter {
     }
   }
 
-  private accept(sock: Socket): void {
+  private accept(sock: Socket, clientsOnly: boolean): void {
     if (this.closing || this.conns.size >= (this.opts.maxConnections ?? 512)) {
       sock.destroy();
       return;
@@ -204,7 +214,8 @@ export class AgentListener extends EventEmitter {
     sock.once('close', () => this.conns.delete(fs));
     fs.onHello = (h) => {
       const role = h.flags & (HELLO_FLAG_CONTROL | HELLO_FLAG_DATA | HELLO_FLAG_CLIENT);
-      if (role === HELLO_FLAG_CONTROL) this.adoptControl(fs, h);
+      if (clientsOnly && role !== HELLO_FLAG_CLIENT) fs.close(`HELLO flags 0x${h.flags.toString(16)} on the client socket (qrexec calls only)`);
+      else if (role === HELLO_FLAG_CONTROL) this.adoptControl(fs, h);
       else if (role === HELLO_FLAG_DATA) this.awaitBind(fs);
       else if (role === HELLO_FLAG_CLIENT) this.awaitCall(fs);
       else fs.close(`HELLO flags 0x${h.flags.toString(16)} name no single role`);

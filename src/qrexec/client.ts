@@ -3,7 +3,7 @@
 
 import type { Socket } from 'net';
 import { Readable, Writable } from 'stream';
-import { FramedSocket, type Frame } from './frame-reader';
+import { FramedSocket, type ChunkedFrame } from './frame-reader';
 import {
   AFTER_STDOUT_EOF, AGENT_TO_DAEMON_DATA, DAEMON_TO_AGENT_DATA, EMPTY, MSG_DATA_EXIT_CODE, MSG_DATA_STDERR,
   MSG_DATA_STDIN, MSG_DATA_STDOUT, NOTHING, ProtocolError, encodeU32, parseExitCode,
@@ -54,18 +54,20 @@ export function runDataSession(
 
   return new Promise<number>((resolve, reject) => {
     let exitCode: number | null = null;
-    const write = (w: Writable, payload: Buffer) => {
-      if (!w.write(payload)) {
+    const write = (w: Writable, f: ChunkedFrame) => {
+      let ok = true;
+      for (const p of f.parts) ok = w.write(p);
+      if (!ok) {
         fs.pause();
         w.once('drain', () => fs.resume());
       }
     };
-    fs.onFrame = (f: Frame) => {
+    fs.onFrame = (f: ChunkedFrame) => {
       if (f.type === MSG_DATA_STDOUT) {
-        if (f.payload.length === 0) fs.allow(AFTER_STDOUT_EOF);
-        else write(io.stdout, f.payload);
+        if (f.length === 0) fs.allow(AFTER_STDOUT_EOF);
+        else write(io.stdout, f);
       } else if (f.type === MSG_DATA_STDERR) {
-        if (f.payload.length > 0) write(io.stderr, f.payload);
+        if (f.length > 0) write(io.stderr, f);
       } else {
         exitCode = parseExitCode(f.payload);
         fs.allow(NOTHING);
@@ -103,8 +105,15 @@ export function pipeFrames(client: Socket, data: FramedSocket, opts: PipeFramesO
   const label = opts.label ?? data.label;
   const cfs = opts.clientFramed ?? new FramedSocket(client, { label: `${label} client`, log, accept: DAEMON_TO_AGENT_DATA, head: opts.clientHead });
   if (opts.clientFramed) cfs.allow(DAEMON_TO_AGENT_DATA);
-  const forward = (from: FramedSocket, to: FramedSocket, f: Frame) => {
-    if (!to.send(f.type, f.payload)) {
+  // Frames forwarded in one turn of the event loop leave in one writev.
+  const batch = (to: FramedSocket) => {
+    if (to.socket.writableCorked) return;
+    to.socket.cork();
+    process.nextTick(() => to.socket.uncork());
+  };
+  const forward = (from: FramedSocket, to: FramedSocket, f: ChunkedFrame) => {
+    batch(to);
+    if (!to.forward(f)) {
       from.pause();
       to.onceDrain(() => from.resume());
     }
@@ -117,7 +126,7 @@ export function pipeFrames(client: Socket, data: FramedSocket, opts: PipeFramesO
       resolve(code);
     };
     data.onFrame = (f) => {
-      if (f.type === MSG_DATA_STDOUT && f.payload.length === 0) data.allow(AFTER_STDOUT_EOF);
+      if (f.type === MSG_DATA_STDOUT && f.length === 0) data.allow(AFTER_STDOUT_EOF);
       if (f.type === MSG_DATA_EXIT_CODE) {
         const code = parseExitCode(f.payload);
         data.allow(NOTHING);
@@ -131,7 +140,7 @@ export function pipeFrames(client: Socket, data: FramedSocket, opts: PipeFramesO
       forward(data, cfs, f);
     };
     cfs.onFrame = (f) => {
-      if (f.payload.length === 0) cfs.allow(NOTHING);
+      if (f.length === 0) cfs.allow(NOTHING);
       forward(cfs, data, f);
     };
     data.onClose = (reason) => {
@@ -232,11 +241,14 @@ export class ExecSession {
       return this.streams;
     }
     fs.onFrame = (f) => {
-      if (f.type === MSG_DATA_STDOUT && f.payload.length === 0) {
+      if (f.type === MSG_DATA_STDOUT && f.length === 0) {
         fs.allow(AFTER_STDOUT_EOF);
         end(stdout);
       } else if (f.type === MSG_DATA_STDOUT || f.type === MSG_DATA_STDERR) {
-        if (f.payload.length > 0 && !(f.type === MSG_DATA_STDOUT ? stdout : stderr).push(f.payload)) fs.pause();
+        const r = f.type === MSG_DATA_STDOUT ? stdout : stderr;
+        let ok = true;
+        for (const p of f.parts) ok = r.push(p);
+        if (!ok) fs.pause();
       } else {
         const code = parseExitCode(f.payload);
         fs.allow(NOTHING);

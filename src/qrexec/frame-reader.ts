@@ -12,6 +12,22 @@ export interface Frame {
   payload: Buffer;
 }
 
+/**
+ * A frame as it came off the socket: its payload may span the chunks it arrived in (a 64 KiB payload always
+ * straddles two 64 KiB socket reads). Forwarding writes `parts` as they are; `payload` joins them only if asked.
+ */
+export class ChunkedFrame implements Frame {
+  private joined: Buffer | null;
+
+  constructor(readonly type: number, readonly length: number, readonly parts: readonly Buffer[]) {
+    this.joined = length === 0 ? EMPTY : parts.length === 1 ? parts[0] : null;
+  }
+
+  get payload(): Buffer {
+    return (this.joined ??= Buffer.concat(this.parts, this.length));
+  }
+}
+
 /** Pull parser: push() bytes as they come, next() a frame at a time; the caller changes allow() between frames. */
 export class FrameReader {
   private chunks: Buffer[] = [];
@@ -35,10 +51,11 @@ export class FrameReader {
   }
 
   /** Type and length are judged from the header alone, so a hostile len is refused before we wait for or keep it. */
-  next(): Frame | null {
+  next(): ChunkedFrame | null {
     if (!this.header) {
       if (this.size < HEADER_SIZE) return null;
-      const h = this.take(HEADER_SIZE);
+      const parts = this.take(HEADER_SIZE);
+      const h = parts.length === 1 ? parts[0] : Buffer.concat(parts, HEADER_SIZE);
       const type = h.readUInt32LE(0);
       const len = h.readUInt32LE(4);
       if (len > MAX_PAYLOAD) throw new ProtocolError(`${typeName(type)} claims ${len} bytes, more than ${MAX_PAYLOAD}`);
@@ -48,7 +65,7 @@ export class FrameReader {
       this.header = { type, len };
     }
     if (this.size < this.header.len) return null;
-    const frame = { type: this.header.type, payload: this.take(this.header.len) };
+    const frame = new ChunkedFrame(this.header.type, this.header.len, this.take(this.header.len));
     this.header = null;
     return frame;
   }
@@ -59,24 +76,20 @@ export class FrameReader {
     if (this.size > 0) throw new ProtocolError(`connection closed inside a frame header (${this.size} of ${HEADER_SIZE} bytes)`);
   }
 
-  private take(n: number): Buffer {
-    if (n === 0) return EMPTY;
-    const first = this.chunks[0];
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let off = 0;
-      while (off < n) {
-        const c = this.chunks[0];
-        const k = Math.min(c.length, n - off);
-        c.copy(out, off, 0, k);
-        off += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
+  /** The next n bytes as slices of the chunks they arrived in: nothing is copied. */
+  private take(n: number): Buffer[] {
+    if (n === 0) return [];
+    const out: Buffer[] = [];
+    for (let left = n; left > 0;) {
+      const c = this.chunks[0];
+      if (c.length <= left) {
+        out.push(c);
+        this.chunks.shift();
+        left -= c.length;
+      } else {
+        out.push(c.subarray(0, left));
+        this.chunks[0] = c.subarray(left);
+        left = 0;
       }
     }
     this.size -= n;
@@ -101,7 +114,7 @@ const noop = () => {};
 export class FramedSocket {
   readonly reader: FrameReader;
   onHello: (hello: Hello) => void = noop;
-  onFrame: (frame: Frame) => void = noop;
+  onFrame: (frame: ChunkedFrame) => void = noop;
   private closeHandler: (reason: string | null) => void = noop;
   private awaitingHello: boolean;
   private paused = false;
@@ -163,20 +176,34 @@ export class FramedSocket {
 
   /** Returns the socket's write() verdict: false means wait for onceDrain() before sending more. */
   send(type: number, payload: Buffer = EMPTY): boolean {
-    if (this.socket.destroyed || !this.socket.writable) return false;
-    if (payload.length < 4096) return this.socket.write(encodeFrame(type, payload));
-    // Big payloads go out as header + payload in one writev: no 64 KiB copy per frame to allocate and collect.
-    this.socket.cork();
-    this.socket.write(frameHeader(type, payload.length));
-    const ok = this.socket.write(payload);
-    this.socket.uncork();
-    return ok;
+    return this.sendParts(type, payload.length, payload.length ? [payload] : []);
+  }
+
+  /** Sends a frame received elsewhere (already checked there) without joining its parts. */
+  forward(frame: ChunkedFrame): boolean {
+    return this.sendParts(frame.type, frame.length, frame.parts);
   }
 
   /** Splits data into MAX_PAYLOAD chunks; never sends an empty frame (that would mean EOF). */
   sendData(type: number, data: Buffer): boolean {
+    if (data.length === 0) return true;
+    if (data.length <= MAX_PAYLOAD) return this.send(type, data);
     let ok = true;
+    this.socket.cork(); // one writev for the whole buffer rather than one per 64 KiB frame
     for (let off = 0; off < data.length; off += MAX_PAYLOAD) ok = this.send(type, data.subarray(off, off + MAX_PAYLOAD));
+    this.socket.uncork();
+    return ok;
+  }
+
+  private sendParts(type: number, len: number, parts: readonly Buffer[]): boolean {
+    if (this.socket.destroyed || !this.socket.writable) return false;
+    if (len < 4096) return this.socket.write(encodeFrame(type, parts.length === 1 ? parts[0] : Buffer.concat(parts, len)));
+    // Big payloads go out as header + parts in one writev: no 64 KiB copy per frame to allocate and collect.
+    this.socket.cork();
+    this.socket.write(frameHeader(type, len));
+    let ok = true;
+    for (const p of parts) ok = this.socket.write(p);
+    this.socket.uncork();
     return ok;
   }
 
@@ -236,7 +263,7 @@ export class FramedSocket {
     }
   }
 
-  private handshake(frame: Frame): void {
+  private handshake(frame: ChunkedFrame): void {
     if (frame.type !== MSG_HELLO) throw new ProtocolError(`${typeName(frame.type)} before HELLO`);
     const hello = parseHello(frame.payload);
     this.awaitingHello = false;

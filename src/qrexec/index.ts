@@ -2,7 +2,7 @@
 // DATA-stream helpers for the CLI. The agent bundle imports protocol.ts and frame-reader.ts directly instead.
 
 export * from './protocol';
-export { FrameReader, FramedSocket, type Frame, type FramedSocketOptions } from './frame-reader';
+export { ChunkedFrame, FrameReader, FramedSocket, type Frame, type FramedSocketOptions } from './frame-reader';
 export {
   AgentListener, ExecSession, type AgentListenerOptions, type ExecOptions,
 } from './agent-link';

@@ -30,7 +30,7 @@ export const MSG_PONG = 0x403;
 /** HELLO flags sent by the agent: which role this connection plays (exactly one bit). */
 export const HELLO_FLAG_CONTROL = 0x1;
 export const HELLO_FLAG_DATA = 0x2;
-/** A qrexec client in the qube (qrexec-client-vm), relayed by the agent: it sends one service call. */
+/** A qrexec client in the qube (qrexec-client-vm) on the qube's client socket: it sends one service call. */
 export const HELLO_FLAG_CLIENT = 0x4;
 
 const NAMES: Record<number, string> = {

@@ -12,8 +12,9 @@ import { dirname, join } from 'path';
 import { PassThrough, Readable } from 'stream';
 import { buildSync } from 'esbuild';
 import {
-  AgentListener, HELLO_FLAG_CONTROL, HELLO_FLAG_DATA, MSG_DATA_CONNECT, MSG_DATA_STDOUT, MSG_EXEC_CMDLINE, MSG_HELLO,
-  encodeExecParams, encodeFrame, encodeHello, encodeU32, parseExecParams, runDataSession, type ExecSession,
+  AgentListener, HELLO_FLAG_CLIENT, HELLO_FLAG_CONTROL, HELLO_FLAG_DATA, MSG_DATA_CONNECT, MSG_DATA_STDOUT, MSG_EXEC_CMDLINE, MSG_HELLO,
+  MSG_TRIGGER_SERVICE3, encodeExecParams, encodeFrame, encodeHello, encodeTriggerService3, encodeU32, parseExecParams, runDataSession,
+  type ExecSession,
 } from '../../src/qrexec';
 
 const isRoot = process.getuid?.() === 0;
@@ -250,9 +251,10 @@ describe('AgentListener with a real agent', { timeout: 60_000 }, () => {
 
 describe('AgentListener with a hostile or silent agent', { timeout: 30_000 }, () => {
   const sockPath = join(tmp, 'fake.sock');
+  const clientPath = join(tmp, 'fake-client.sock');
   let listener: AgentListener;
   before(async () => {
-    listener = new AgentListener({ socketPath: sockPath, name: 'fake', log, dataConnectTimeoutMs: 300 });
+    listener = new AgentListener({ socketPath: sockPath, clientSocketPath: clientPath, name: 'fake', log, dataConnectTimeoutMs: 300 });
     await listener.listen();
   });
   after(() => listener.close());
@@ -273,6 +275,25 @@ describe('AgentListener with a hostile or silent agent', { timeout: 30_000 }, ()
     await adopted;
     return p.sock;
   }
+
+  it('takes qrexec calls on the client socket, and nothing else (qrexec-client-claims-agent-role)', async () => {
+    for (const flags of [HELLO_FLAG_CONTROL, HELLO_FLAG_DATA]) {
+      const p = await fakePeer(clientPath);
+      p.sock.write(encodeFrame(MSG_HELLO, encodeHello(flags, 'user pretending to be the agent')));
+      await p.closed;
+    }
+    assert.ok(logs.some((l) => /HELLO flags 0x1 on the client socket/.test(l)));
+    assert.equal(listener.connected, false, 'a caller on the client socket never becomes the control connection');
+    const calls: string[] = [];
+    listener.once('service-call', (untrusted, conn) => (calls.push(untrusted.serviceName), conn.close()));
+    const c = await fakePeer(clientPath);
+    c.sock.write(Buffer.concat([
+      encodeFrame(MSG_HELLO, encodeHello(HELLO_FLAG_CLIENT)),
+      encodeFrame(MSG_TRIGGER_SERVICE3, encodeTriggerService3({ targetDomain: 'vault', requestId: 'r1', serviceName: 'test.Echo' })),
+    ]));
+    await c.closed;
+    assert.deepEqual(calls, ['test.Echo']);
+  });
 
   it('times out an exec whose data connection never comes', async () => {
     const ctl = await fakeControl(() => {});
