@@ -39,7 +39,8 @@ export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeReco
     mounts: [
       { source: vols.privateDir, destination: '/rw', readonly: false },
       { source: path.join(vols.privateDir, 'home'), destination: '/home', readonly: false },
-      { source: agentSocketDir(cfg, q), destination: '/run/isola', readonly: false },
+      // Read-only: a qube that could replace agent.sock would have isolad chmod its symlink target after a restart.
+      { source: agentSocketDir(cfg, q), destination: '/run/isola', readonly: true },
       { source: qrexecClientDir(cfg, q), destination: '/run/qubes', readonly: true },
       { source: cfg.libDir, destination: path.dirname(AGENT_IN_QUBE), readonly: true },
     ],

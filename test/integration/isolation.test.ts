@@ -123,6 +123,28 @@ describe('isolation from inside a qube', { skip, concurrency: false }, () => {
     }
   });
 
+  test('agent-socket-swap: the qube cannot replace the sockets isolad serves it and chmods after a restart', async () => {
+    const hostFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'isola-victim-')), 'victim');
+    writeFileSync(hostFile, 'host\n', { mode: 0o600 });
+    try {
+      const r = await run('attacker', [
+        `rm -f /run/isola/agent.sock; ln -sf ${hostFile} /run/isola/agent.sock`,
+        `rm -f /run/qubes/qrexec-client.sock; ln -sf ${hostFile} /run/qubes/qrexec-client.sock`,
+        'touch /run/isola/x /run/qubes/x',
+        'ls -l /run/isola/agent.sock /run/qubes/qrexec-client.sock',
+      ].join('; '));
+      assert.match(r.stdout, /^s.* \/run\/isola\/agent\.sock$/m, 'the agent socket is still isolad\'s');
+      assert.match(r.stdout, /^s.* \/run\/qubes\/qrexec-client\.sock$/m);
+      assert.match(r.stderr, /Read-only file system/);
+      await inst.stopDaemon();
+      await inst.start();
+      assert.equal(statSync(hostFile).mode & 0o777, 0o600, 'the host file was not made world-writable');
+      assert.equal((await run('attacker', 'echo still-here')).stdout, 'still-here\n', 'the qube reconnects to the new isolad');
+    } finally {
+      rmSync(path.dirname(hostFile), { recursive: true, force: true });
+    }
+  });
+
   test('cgroup-release-agent: the qube can neither set a release_agent nor raise its own limits', async () => {
     const r = await run('attacker', [
       'echo /tmp/x > /sys/fs/cgroup/memory/release_agent && echo WROTE-release',
