@@ -11,6 +11,8 @@ for prog in qrexec-client-vm qvm-copy qfile-unpacker qvm-open-in-vm qubes-open; 
 done
 mkdir -p dist/libexec
 gcc -O2 -Wall -Wextra -o dist/libexec/isola-idmap-mount src/native/isola-idmap-mount.c
+# Static: it runs inside qubes, whatever libc their template has.
+gcc -O2 -Wall -Wextra -static -o dist/qube/isola-runas src/native/isola-runas.c
 
 COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard)
 mkdir -p bin

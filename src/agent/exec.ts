@@ -15,7 +15,9 @@ export interface QubeUser {
 }
 
 export const SAFE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-/** util-linux is Essential in Debian, so setpriv is in every template, minbase included. */
+/** Static, bound from isolad into every qube (src/native/isola-runas.c). */
+export const RUNAS = '/usr/lib/isola/isola-runas';
+/** util-linux is Essential in Debian, so setpriv is in every template, minbase included: the fallback. */
 export const SETPRIV = '/usr/bin/setpriv';
 
 /** Exit codes as Qubes' qrexec uses them. */
@@ -62,12 +64,40 @@ function homeOrRoot(home: string): string {
 
 export type SpawnResult = { child: ChildProcess } | { socket: string; descriptor: Buffer } | { error: string; exitCode: number };
 
-let setprivChecked: boolean | null = null;
+/** Read at every call, as /etc/passwd: the groups whose member list names the user, plus the primary group. */
+export function supplementaryGroups(user: QubeUser, groupPath = '/etc/group'): number[] {
+  const gids = new Set<number>([user.gid]);
+  let text = '';
+  try {
+    text = readFileSync(groupPath, 'utf8');
+  } catch {
+    /* no /etc/group: the primary group only */
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f.length < 4 || !/^\d+$/.test(f[2])) continue;
+    if (f[3].split(',').includes(user.name)) gids.add(Number(f[2]));
+  }
+  return [...gids];
+}
+
+let switcher: 'runas' | 'setpriv' | 'none' | null = null;
 
 /**
- * Switching user goes through `setpriv --init-groups` because Node's spawn({uid, gid}) drops every
- * supplementary group and cannot set them, and a Qubes user expects theirs (e.g. `sudo`).
+ * Switching user goes through isola-runas (static, from isolad) because Node's spawn({uid, gid})
+ * drops every supplementary group and cannot set them, and a Qubes user expects theirs; setpriv
+ * --init-groups does the same but costs over a millisecond more per call, so it is the fallback.
  */
+function userSwitch(user: QubeUser, program: string[], log: (line: string) => void): { file: string; args: string[]; ids: { uid?: number; gid?: number } } {
+  if (switcher === null) {
+    switcher = existsSync(RUNAS) ? 'runas' : existsSync(SETPRIV) ? 'setpriv' : 'none';
+    if (switcher === 'none') log(`${RUNAS} and ${SETPRIV} missing; commands run without supplementary groups`);
+  }
+  if (switcher === 'runas') return { file: RUNAS, args: [String(user.uid), String(user.gid), supplementaryGroups(user).join(','), ...program], ids: {} };
+  if (switcher === 'setpriv') return { file: SETPRIV, args: ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', ...program], ids: {} };
+  return { file: program[0], args: program.slice(1), ids: { uid: user.uid, gid: user.gid } };
+}
+
 export function spawnCommand(
   userName: string,
   command: string,
@@ -90,16 +120,7 @@ export function spawnCommand(
   let ids: { uid?: number; gid?: number } = {};
   if (user.uid !== myUid) {
     if (myUid !== 0) return { error: `cannot run as ${userName}: isola-agent is not root`, exitCode: EXIT_CANNOT_EXECUTE };
-    if (setprivChecked === null) {
-      setprivChecked = existsSync(SETPRIV);
-      if (!setprivChecked) opts.log(`${SETPRIV} missing; commands run without supplementary groups`);
-    }
-    if (setprivChecked) {
-      args = ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', ...program];
-      file = SETPRIV;
-    } else {
-      ids = { uid: user.uid, gid: user.gid };
-    }
+    ({ file, args, ids } = userSwitch(user, program, opts.log));
   }
   try {
     const child = spawn(file, args, {

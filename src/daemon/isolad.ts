@@ -40,6 +40,9 @@ export interface Isolad {
 }
 
 
+/** Static binaries the build puts beside the in-qube bundles (they run in any template). */
+const QUBE_PROGRAMS = ['isola-runas'];
+
 /** The in-qube programs (agent, qrexec-client-vm), bundled by the build next to the compiled daemon. */
 export function qubeBundleDir(): string {
   return path.resolve(__dirname, '../../qube');
@@ -56,10 +59,11 @@ async function prepareDirs(cfg: DaemonConfig): Promise<void> {
   await fs.chmod(cfg.libDir, 0o755);
   // Every qube gets the agent and tools of this isolad, bound read-only: agent and daemon always match.
   for (const file of await fs.readdir(qubeBundleDir())) {
-    if (!file.endsWith('.js')) continue;
+    const mode = file.endsWith('.js') ? 0o644 : QUBE_PROGRAMS.includes(file) ? 0o755 : 0;
+    if (!mode) continue;
     const tmp = path.join(cfg.libDir, `.${file}.${process.pid}`);
     await fs.copyFile(path.join(qubeBundleDir(), file), tmp);
-    await fs.chmod(tmp, 0o644);
+    await fs.chmod(tmp, mode);
     await fs.rename(tmp, path.join(cfg.libDir, file));
   }
   // Built-in services, found by agents after the qube's own /etc/qubes-rpc (which may override them).

@@ -86,6 +86,9 @@ describe('qvm-* commands against isolad', { skip, concurrency: false }, () => {
     assert.equal((await inst.cli('qvm-run', ['-p', 'work', 'echo oops >&2; exit 42'])).code, 42);
     assert.equal((await inst.ok('qvm-run', '-p', '-u', 'root', 'work', 'id -un')).trim(), 'root');
     assert.equal((await inst.ok('qvm-run', '-p', 'work', 'id -un')).trim(), 'user');
+    assert.equal((await inst.ok('qvm-run', '-p', 'work', 'id')).trim(), 'uid=1000(user) gid=1000(user) groups=1000(user),27(sudo)', "the user's supplementary groups, as a login would have them");
+    await inst.ok('qvm-run', '-p', '-u', 'root', 'work', 'groupadd -g 2345 late && usermod -aG late user');
+    assert.match(await inst.ok('qvm-run', '-p', 'work', 'id -G'), /\b2345\b/, 'a group added while the qube runs counts at once');
     await inst.ok('qvm-shutdown', '--wait', 'work');
     const noStart = await inst.cli('qvm-run', ['-p', '--no-autostart', 'work', 'true']);
     assert.notEqual(noStart.code, 0);

@@ -67,3 +67,21 @@ test('a unix socket at the service path is a socket-based service: the descripto
     server.close();
   }
 });
+
+test("a user's groups come from /etc/group member lists, hostile lines ignored", async () => {
+  const { supplementaryGroups } = await import('../../src/agent/exec');
+  const group = path.join(root, 'group');
+  writeFileSync(group, [
+    'root:x:0:',
+    'sudo:x:27:user,other',
+    'audio:x:29:other,user',
+    'userish:x:30:users,user2',
+    'broken:x:notanumber:user',
+    'short:x:31',
+    '',
+    'user:x:1000:',
+  ].join('\n'));
+  const user = { name: 'user', uid: 1000, gid: 1000, home: '/home/user', shell: '/bin/sh' };
+  assert.deepEqual(supplementaryGroups(user, group).sort((a, b) => a - b), [27, 29, 1000]);
+  assert.deepEqual(supplementaryGroups(user, path.join(root, 'missing')), [1000], 'no /etc/group: the primary group only');
+});
