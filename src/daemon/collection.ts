@@ -87,7 +87,7 @@ export class Collection {
 
   powerState(q: QubeRecord): PowerState {
     if (q.klass === 'AdminVM') return 'Running';
-    const rt = this.store.runtimes().find((r) => r.qid === q.qid);
+    const rt = this.store.runtime(q.qid);
     if (!rt) return 'Halted';
     return rt.state === 'running' ? 'Running' : rt.state === 'starting' ? 'Transient' : 'Halting';
   }
