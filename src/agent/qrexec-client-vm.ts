@@ -5,6 +5,7 @@
 import { randomBytes } from 'crypto';
 import { spawn } from 'child_process';
 import { createConnection, type Socket } from 'net';
+import { PassThrough } from 'stream';
 import { EXIT_NOT_FOUND, exitCodeOf } from './exec';
 import { CLIENT_SOCKET } from './client-tools';
 import { EXIT_QREXEC_PROBLEM, runDataSession } from '../qrexec/client';
@@ -71,6 +72,19 @@ export async function startServiceCall(target: string, call: string, socketPath 
     return { refused: true };
   }
   return { refused: false, sock, head: decision.rest };
+}
+
+/** A call of the in-qube tools (qvm-copy, qvm-open-in-vm): the service's stdin and stdout as streams of ours. */
+export type StreamCall = { refused: true } | { refused: false; sock: Socket; toRemote: PassThrough; fromRemote: PassThrough; session: Promise<number> };
+
+export async function callWithStreams(target: string, call: string, socketPath = CLIENT_SOCKET): Promise<StreamCall> {
+  const start = await startServiceCall(target, call, socketPath);
+  if (start.refused) return start;
+  const toRemote = new PassThrough();
+  const fromRemote = new PassThrough();
+  const session = runDataSession(start.sock, { stdin: toRemote, stdout: fromRemote, stderr: process.stderr }, { head: start.head, log: () => undefined });
+  start.sock.resume();
+  return { refused: false, sock: start.sock, toRemote, fromRemote, session };
 }
 
 const USAGE = 'usage: qrexec-client-vm [--filter-escape-chars-stderr] TARGET SERVICE[+ARGUMENT] [LOCAL_PROGRAM [ARGS...]]\n';

@@ -3,10 +3,8 @@
 // A move removes the sources only after the receiver confirmed every byte (CRC checked).
 
 import { rmSync } from 'fs';
-import { PassThrough } from 'stream';
 import { needsAllowAllNames, packPaths } from './filecopy';
-import { EXIT_REFUSED, startServiceCall } from './qrexec-client-vm';
-import { runDataSession } from '../qrexec/client';
+import { EXIT_REFUSED, callWithStreams } from './qrexec-client-vm';
 
 const TOOLS = ['qvm-copy', 'qvm-copy-to-vm', 'qvm-move', 'qvm-move-to-vm'] as const;
 export type CopyTool = (typeof TOOLS)[number];
@@ -27,15 +25,12 @@ export async function qvmCopy(tool: CopyTool, argv: string[]): Promise<number> {
   const target = toVm ? args[0] : '@default';
   const files = toVm ? args.slice(1) : args;
   const service = files.some((f) => needsAllowAllNames(f)) ? 'qubes.Filecopy+allow-all-names' : 'qubes.Filecopy';
-  const start = await startServiceCall(target, service);
-  if (start.refused) {
+  const call = await callWithStreams(target, service);
+  if (call.refused) {
     process.stderr.write(`${tool}: the copy was refused by policy\n`);
     return EXIT_REFUSED;
   }
-  const toRemote = new PassThrough();
-  const fromRemote = new PassThrough();
-  const session = runDataSession(start.sock, { stdin: toRemote, stdout: fromRemote, stderr: process.stderr }, { head: start.head, log: () => undefined });
-  start.sock.resume();
+  const { toRemote, fromRemote, session } = call;
   try {
     const r = await packPaths(files, toRemote, { reply: fromRemote, ignoreSymlinks: opts.includes('--ignore-symlinks') });
     toRemote.end();
@@ -45,7 +40,7 @@ export async function qvmCopy(tool: CopyTool, argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     toRemote.destroy();
-    start.sock.destroy();
+    call.sock.destroy();
     process.stderr.write(`${tool}: ${(e as Error).message}${tool.startsWith('qvm-move') ? ' (nothing was removed)' : ''}\n`);
     return 1;
   }

@@ -5,9 +5,8 @@
 import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from 'fs';
 import { once } from 'events';
 import path from 'path';
-import { PassThrough } from 'stream';
-import { runDataSession } from '../../qrexec/client';
-import { EXIT_REFUSED, startServiceCall } from '../qrexec-client-vm';
+import type { PassThrough } from 'stream';
+import { EXIT_REFUSED, callWithStreams } from '../qrexec-client-vm';
 import { encodeNameBlock, isUrl } from './open-request';
 
 export type OpenTool = 'qvm-open-in-vm' | 'qvm-open-in-dvm';
@@ -37,15 +36,12 @@ export async function qvmOpenInVm(tool: OpenTool, argv: string[]): Promise<numbe
       return 1;
     }
   }
-  const start = await startServiceCall(target, url ? 'qubes.OpenURL' : 'qubes.OpenInVM');
-  if (start.refused) {
+  const call = await callWithStreams(target, url ? 'qubes.OpenURL' : 'qubes.OpenInVM');
+  if (call.refused) {
     process.stderr.write(`${tool}: the request was refused by policy\n`);
     return EXIT_REFUSED;
   }
-  const toRemote = new PassThrough();
-  const reply = new PassThrough();
-  const session = runDataSession(start.sock, { stdin: toRemote, stdout: reply, stderr: process.stderr }, { head: start.head, log: () => undefined });
-  start.sock.resume();
+  const { toRemote, fromRemote: reply, session } = call;
   if (url) toRemote.end(`${what}\n`);
   else {
     toRemote.write(block);
