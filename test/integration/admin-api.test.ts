@@ -50,6 +50,9 @@ describe('Admin API socket', { skip, concurrency: false }, () => {
     ['a create with a malformed payload', Buffer.from('admin.vm.Create.AppVM dom0 name dom0\0name=x label'), 'ProtocolError'],
     ['a create with a key given twice', Buffer.from('admin.vm.Create.AppVM dom0 name dom0\0name=x name=y label=red'), 'ProtocolError'],
     ['a property value that is not UTF-8', Buffer.concat([Buffer.from('admin.property.Set+default_kernel dom0 name dom0\0'), Buffer.from([0xff, 0xfe])]), 'ProtocolError'],
+    ['a clipboard copy from dom0', Buffer.from('admin.clipboard.CopyFrom dom0 name dom0\0'), 'ProtocolError'],
+    ['a clipboard paste with a payload', Buffer.from('admin.clipboard.PasteTo dom0 name work\0text'), 'ProtocolError'],
+    ['a clipboard paste into a qube that does not exist', Buffer.from('admin.clipboard.PasteTo dom0 name nosuch\0'), 'QubesVMNotFoundError'],
     ['admin.vm.Run with a frame that is not an exec request', Buffer.concat([Buffer.from('admin.vm.Run+autostart dom0 name dom0\0'), Buffer.from([0x90, 1, 0, 0, 0, 0, 0, 0])]), 'ProtocolError'],
   ];
   for (const [what, bytes, code] of BAD) {
