@@ -37,9 +37,38 @@ export class UsageError extends Error {}
 export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 const increase = (_v: unknown, prev: number): number => prev + 1;
 
+/** What `--version` prints, as Qubes' tools print their package's name, version and licence. */
+export function versionText(name: string): string {
+  let version = '0';
+  try {
+    version = (require('../../../../package.json') as { version: string }).version;
+  } catch {
+    // Run from an unusual tree: the version is informative only.
+  }
+  return `${name} (Isola: Qubes OS's model of security by isolation) ${version}\nLicense: GPL-2.0-or-later`;
+}
+
+/** commander's parse errors in argparse's words, as Qubes' tools print them. */
+export function argparseWording(untrustedMessage: string): string {
+  const m = untrustedMessage.replace(/^error: /, '');
+  let r: RegExpExecArray | null;
+  if ((r = /^missing required argument '([^']*)'/.exec(m))) return `the following arguments are required: ${r[1]}`;
+  if ((r = /^unknown option '([^']*)'/.exec(m))) return `unrecognized arguments: ${r[1]}`;
+  if ((r = /^too many arguments(?: for '[^']*')?\. Expected \d+ arguments? but got \d+\.?/.exec(m))) return 'unrecognized arguments';
+  if ((r = /^option '([^']*?)(?: <[^>]*>| \[[^\]]*\])?' argument missing/.exec(m))) return `argument ${r[1].replace(/, /g, '/')}: expected one argument`;
+  if ((r = /^option '([^']*?)(?: <[^>]*>)?' argument '([^']*)' is invalid\. Allowed choices are (.*)\.$/.exec(m))) {
+    return `argument ${r[1].replace(/, /g, '/')}: invalid choice: ${pyRepr(r[2])} (choose from ${r[3].split(', ').map(pyRepr).join(', ')})`;
+  }
+  if ((r = /^option '([^']*?)(?: <[^>]*>)?' cannot be used with option '([^']*?)(?: <[^>]*>)?'/.exec(m))) {
+    return `argument ${r[1].replace(/, /g, '/')}: not allowed with argument ${r[2].replace(/, /g, '/')}`;
+  }
+  return m;
+}
+
 /**
- * A commander program that never exits the process and writes through deps: --help returns 0,
- * parse errors print one `NAME: error: …` line and become exit code 2 (see reportError).
+ * A commander program that never exits the process and writes through deps: --help and --version
+ * return 0, parse errors print one `NAME: error: …` line in argparse's words and become exit code 2
+ * (see reportError).
  */
 export function newProgram(name: string, description: string, deps: CliDeps, opts: { verbosity?: boolean } = {}): Command {
   const p = new Command(name)
@@ -48,10 +77,11 @@ export function newProgram(name: string, description: string, deps: CliDeps, opt
     .showSuggestionAfterError(false)
     .helpCommand(false)
     .helpOption('-h, --help', 'show this help message and exit')
+    .version(versionText(name), '--version', "show program's version number and exit")
     .configureOutput({
       writeOut: deps.stdout,
       writeErr: deps.stderr,
-      outputError: (s, write) => write(`${name}: ${s.trimEnd().split('\n').join(' ')}\n`),
+      outputError: (s, write) => write(`${name}: error: ${argparseWording(s.trimEnd().split('\n').join(' '))}\n`),
     });
   if (opts.verbosity !== false) {
     p.option('-v, --verbose', 'increase verbosity', increase, 0).option('-q, --quiet', 'decrease verbosity', increase, 0);
@@ -97,6 +127,73 @@ export async function forEachQube(command: string, deps: CliDeps, names: readonl
   return code;
 }
 
+// ---- qube names: Qubes' VmNameAction (wildcards, unknown names are usage errors)
+
+/** Python's repr() of a str, as Qubes' messages quote names (`no such domain: 'x'`). */
+export function pyRepr(s: string): string {
+  const q = s.includes("'") && !s.includes('"') ? '"' : "'";
+  const body = s.replace(/[\\\x00-\x1f\x7f]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\t' ? '\\t' : c === '\r' ? '\\r' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return q + (q === "'" ? body.replace(/'/g, "\\'") : body) + q;
+}
+
+/** Qubes' parser error for a qube that does not exist: exit 2, before any other call. */
+export function noSuchDomain(name: string): UsageError {
+  return new UsageError(`no such domain: ${pyRepr(name)}`);
+}
+
+/** A VMNAME argument is a pattern when it has one of fnmatch's special characters. */
+export function hasWildcard(s: string): boolean {
+  return /[*?[\]!]/.test(s);
+}
+
+/** Python's fnmatch.fnmatchcase: `*`, `?`, `[seq]`, `[!seq]`, matched against the whole name. */
+export function fnmatch(name: string, pattern: string): boolean {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '*') re += '.*';
+    else if (c === '?') re += '.';
+    else if (c === '[') {
+      const close = pattern.indexOf(']', i + (pattern[i + 1] === '!' ? 2 : 1) + 1);
+      if (close < 0) {
+        re += '\\[';
+        continue;
+      }
+      let set = pattern.slice(i + 1, close);
+      if (set.startsWith('!')) set = '^' + set.slice(1);
+      re += `[${set.replace(/[\\\]]/g, '\\$&')}]`;
+      i = close;
+    } else re += c.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`, 's').test(name);
+}
+
+/**
+ * VMNAME arguments as Qubes' VmNameAction resolves them: patterns expand to the matching qubes in
+ * listing order, plain names are kept once each, and a name that matches no qube is a usage error.
+ */
+export function expandVmNames(all: readonly QubeEntry[], args: readonly string[]): QubeEntry[] {
+  const byName = new Map(all.map((q) => [q.name, q]));
+  const out: string[] = [];
+  for (const arg of args) {
+    if (hasWildcard(arg)) {
+      for (const q of all) if (!out.includes(q.name) && fnmatch(q.name, arg)) out.push(q.name);
+    } else if (!out.includes(arg)) out.push(arg);
+  }
+  return out.map((n) => {
+    const q = byName.get(n);
+    if (!q) throw noSuchDomain(n);
+    return q;
+  });
+}
+
+/** One VMNAME that must exist (no wildcards, as Qubes' nargs=1 VMNAME). */
+export async function resolveVm(deps: CliDeps, name: string): Promise<QubeEntry> {
+  const q = (await listQubes(deps.client)).find((e) => e.name === name);
+  if (!q) throw noSuchDomain(name);
+  return q;
+}
+
 // ---- --all / --exclude
 
 export interface TargetOptions {
@@ -106,23 +203,27 @@ export interface TargetOptions {
 
 export function addTargetOptions(p: Command): Command {
   return p
-    .option('--all', 'act on all qubes (dom0 excluded)')
-    .option('--exclude <VMNAME>', 'exclude the qube from --all (repeatable)', collect, []);
+    .option('--all', 'perform the action on all qubes')
+    .option('--exclude <EXCLUDE>', 'exclude the qube from --all', collect, []);
 }
 
 /** The syntax half of target resolution: no call is made before this passes. */
 export function checkTargets(names: readonly string[], o: TargetOptions): void {
-  if (o.all && names.length > 0) throw new UsageError('qube names cannot be combined with --all');
-  if (!o.all && names.length === 0) throw new UsageError('one of the arguments --all VMNAME is required');
   if (o.exclude.length > 0 && !o.all) throw new UsageError('--exclude can only be used with --all');
+  if (o.all && names.length > 0) throw new UsageError('argument VMNAME: not allowed with argument --all');
+  if (!o.all && names.length === 0) throw new UsageError('one of the arguments --all VMNAME is required');
 }
 
-/** Named qubes as given, or every qube but dom0 and the excluded ones for --all. */
-export async function resolveTargets(deps: CliDeps, names: readonly string[], o: TargetOptions): Promise<string[]> {
+/** Every qube but dom0 and the excluded ones (--all), else the named qubes (wildcards expanded). */
+export async function resolveTargetEntries(deps: CliDeps, names: readonly string[], o: TargetOptions): Promise<QubeEntry[]> {
   checkTargets(names, o);
-  if (!o.all) return [...new Set(names)];
   const qubes = await listQubes(deps.client);
-  return qubes.filter((q) => q.klass !== 'AdminVM' && !o.exclude.includes(q.name)).map((q) => q.name);
+  if (!o.all) return expandVmNames(qubes, names);
+  return qubes.filter((q) => q.klass !== 'AdminVM' && !o.exclude.includes(q.name));
+}
+
+export async function resolveTargets(deps: CliDeps, names: readonly string[], o: TargetOptions): Promise<string[]> {
+  return (await resolveTargetEntries(deps, names, o)).map((q) => q.name);
 }
 
 /** Destructive commands ask first; when nobody can answer they refuse before making any call. */
