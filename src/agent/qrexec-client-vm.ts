@@ -10,11 +10,21 @@ import { EXIT_NOT_FOUND, exitCodeOf } from './exec';
 import { CLIENT_SOCKET } from './client-tools';
 import { EXIT_QREXEC_PROBLEM, runDataSession } from '../qrexec/client';
 import {
-  HEADER_SIZE, HELLO_FLAG_CLIENT, MAX_PAYLOAD, MSG_HELLO, MSG_SERVICE_CONNECT, MSG_SERVICE_REFUSED, MSG_TRIGGER_SERVICE3,
+  HEADER_SIZE, HELLO_FLAG_CLIENT, MAX_NOTICE, MAX_PAYLOAD, MSG_HELLO, MSG_SERVICE_CONNECT, MSG_SERVICE_NOTICE, MSG_SERVICE_REFUSED, MSG_TRIGGER_SERVICE3,
   encodeFrame, encodeHello, encodeTriggerService3, parseHello,
 } from '../qrexec/protocol';
 
 export const EXIT_REFUSED = 126;
+
+/** What the program is called, for the notices it prints (qvm-copy-to-vm, qrexec-client-vm, …). */
+function programName(): string {
+  return (process.argv[1] ?? 'qrexec-client-vm').split('/').pop()!.replace(/\.js$/, '');
+}
+
+/** isolad's word while a call waits (an `ask`), on stderr; control bytes are never passed to a terminal. */
+function notice(payload: Buffer): void {
+  process.stderr.write(`${programName()}: ${payload.toString('utf8').replace(/[\x00-\x1f\x7f-\x9f]/g, '?')}\n`);
+}
 
 /** Reads frames until isolad's decision; returns it and the bytes after it (the first data frames). */
 function readDecision(sock: Socket): Promise<{ type: number; rest: Buffer }> {
@@ -34,6 +44,10 @@ function readDecision(sock: Socket): Promise<{ type: number; rest: Buffer }> {
           if (type !== MSG_HELLO) return fail(new Error('isolad did not say hello'));
           parseHello(payload);
           helloSeen = true;
+          continue;
+        }
+        if (type === MSG_SERVICE_NOTICE && len <= MAX_NOTICE) {
+          notice(payload);
           continue;
         }
         if (type !== MSG_SERVICE_CONNECT && type !== MSG_SERVICE_REFUSED) return fail(new Error(`unexpected frame 0x${type.toString(16)}`));

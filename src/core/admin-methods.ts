@@ -69,6 +69,10 @@ export const ADMIN_METHODS = {
   'admin.Events': c('any', 'forbidden', 'forbidden', 'global', 'ro', { stream: true }),
   /** qrexec decisions since ARG seconds ago (all if no argument): `isola policy log`. */
   'admin.policy.Log': c('dom0', 'optional', 'forbidden', 'global', 'ro', { extension: true }),
+  /** The policy in force and the state of the files on disk: `key=value` lines (docs/admin-api.md). */
+  'admin.policy.Status': c('dom0', 'forbidden', 'forbidden', 'global', 'ro', { extension: true }),
+  /** Evaluates a call (payload `SOURCE TARGET SERVICE+ARG`) against the policy in force: one JSON object. */
+  'admin.policy.Eval': c('dom0', 'forbidden', 'required', 'global', 'ro', { extension: true }),
   /** Pending 'ask' decisions: `ID SOURCE SERVICE+ARG default=T TARGET…` per line. */
   'admin.qrexec.AskList': c('dom0', 'forbidden', 'forbidden', 'global', 'ro', { extension: true }),
   /** Answers question ARG: payload `allow [TARGET]` or `deny`. */

@@ -24,6 +24,8 @@ const MAX_PAYLOAD = 64 * 1024 * 1024;
 
 export class AdminServer {
   private server?: net.Server;
+  /** Event streams never end by themselves: close() ends them, or the server would wait forever. */
+  private readonly streams = new Set<net.Socket>();
 
   constructor(
     private readonly handlers: Partial<Record<AdminMethod, Handler>>,
@@ -45,7 +47,9 @@ export class AdminServer {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    for (const s of this.streams) s.destroy();
+    return closed;
   }
 
   private serve(sock: net.Socket): void {
@@ -168,6 +172,10 @@ export class AdminServer {
       if (req.dest !== 'dom0' && ev.subject !== req.dest) return;
       if (!sock.destroyed) sock.write(encodeEvent(ev.subject, ev.event, ev.kwargs));
     });
-    sock.on('close', unsubscribe);
+    this.streams.add(sock);
+    sock.on('close', () => {
+      unsubscribe();
+      this.streams.delete(sock);
+    });
   }
 }

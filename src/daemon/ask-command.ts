@@ -13,13 +13,13 @@ export function askCommand(io: AskIo, setCode: (c: number) => void): Command {
   const ask = new Command('ask').description("answer qrexec calls that the policy says to 'ask' about");
   ask
     .command('list')
-    .description('pending questions: ID, calling qube, service, the targets offered (default first if any)')
+    .description('pending questions: ID, calling qube, service, the target it asked for, the targets offered, the preselected one')
     .action(async () => {
       const rows = (await client().call('admin.qrexec.AskList', 'dom0')).split('\n').filter(Boolean).map((l) => {
-        const [id, source, service, def, ...targets] = l.split(' ');
-        return [id, source, service, targets.join(','), def.slice('default='.length) || '-'];
+        const [id, source, service, def, requested, ...targets] = l.split(' ');
+        return [id, source, service, requested.slice('requested='.length) || '-', targets.join(','), def.slice('default='.length) || '-'];
       });
-      const table = [['ID', 'SOURCE', 'SERVICE', 'TARGETS', 'DEFAULT'], ...rows];
+      const table = [['ID', 'SOURCE', 'SERVICE', 'REQUESTED', 'TARGETS', 'DEFAULT'], ...rows];
       const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
       io.out(table.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n');
       setCode(0);
@@ -28,7 +28,7 @@ export function askCommand(io: AskIo, setCode: (c: number) => void): Command {
     .command('allow')
     .description('allow a pending call, to one of the offered targets')
     .argument('<ID>', 'question id (from isola ask list)')
-    .option('-t, --target <QUBE>', 'the target to allow (default: the policy\'s default_target, or the only choice)')
+    .option('-t, --target <QUBE>', "the target to allow (default: the policy's default_target, else the caller's own target when offered, else the only choice)")
     .action(async (id: string, o: { target?: string }) => {
       await client().call('admin.qrexec.AskAnswer', 'dom0', { arg: id, payload: o.target ? `allow ${o.target}` : 'allow' });
       setCode(0);

@@ -16,7 +16,10 @@ export interface PendingAsk {
   service: string;
   argument: string;
   targets: string[];
+  /** Preselected: the policy's default_target, else the caller's own target when it is offered. */
   defaultTarget: string | null;
+  /** The target the caller asked for (`@default` when it named none). */
+  requested: string;
 }
 
 interface Entry extends PendingAsk {
@@ -32,23 +35,24 @@ export class AskQueue {
   constructor(private readonly events: EventBus, private readonly timeoutMs = ASK_TIMEOUT_MS) {}
 
   /** Queues the question; `answer` settles when someone answers, at the timeout (deny) or at cancel(). */
-  ask(source: string, service: string, argument: string, resolution: Resolution): { id: number; answer: Promise<AskAnswer> } {
+  ask(source: string, service: string, argument: string, resolution: Resolution, requested = resolution.requested_target ?? '@default'): { id: number; answer: Promise<AskAnswer> } {
     const id = this.nextId++;
     const answer = new Promise<AskAnswer>((resolve) => {
       const settle = (answer: AskAnswer) => {
         if (!this.pending.delete(id)) return;
         clearTimeout(entry.timer);
-        this.events.emit('', 'qrexec-ask-done', { id: String(id), answer: answer.allow ? `allow:${answer.target ?? ''}` : 'deny' });
+        this.events.emit('', 'qrexec-ask-done', { id: String(id), answer: answer.allow ? `allow:${answer.target ?? ''}` : answer.unanswered ?? 'deny' });
         resolve(answer);
       };
+      const targets = resolution.targets_for_ask ?? [];
       const entry: Entry = {
-        id, at: Date.now(), source, service, argument, resolution, settle,
-        targets: resolution.targets_for_ask ?? [], defaultTarget: resolution.default_target,
-        timer: setTimeout(() => settle({ allow: false }), this.timeoutMs),
+        id, at: Date.now(), source, service, argument, resolution, settle, targets, requested,
+        defaultTarget: resolution.default_target ?? (targets.includes(requested) ? requested : null),
+        timer: setTimeout(() => settle({ allow: false, unanswered: 'timeout' }), this.timeoutMs),
       };
       this.pending.set(id, entry);
       this.events.emit('', 'qrexec-ask', {
-        id: String(id), source, service: `${service}${argument}`, targets: entry.targets.join(' '), default_target: entry.defaultTarget ?? '',
+        id: String(id), source, service: `${service}${argument}`, targets: entry.targets.join(' '), default_target: entry.defaultTarget ?? '', requested,
       });
     });
     return { id, answer };
@@ -56,11 +60,11 @@ export class AskQueue {
 
   /** The caller went away: its question is withdrawn (as a deny). */
   cancel(id: number): void {
-    this.pending.get(id)?.settle({ allow: false });
+    this.pending.get(id)?.settle({ allow: false, unanswered: 'withdrawn' });
   }
 
   list(): PendingAsk[] {
-    return [...this.pending.values()].map(({ id, at, source, service, argument, targets, defaultTarget }) => ({ id, at, source, service, argument, targets, defaultTarget }));
+    return [...this.pending.values()].map(({ id, at, source, service, argument, targets, defaultTarget, requested }) => ({ id, at, source, service, argument, targets, defaultTarget, requested }));
   }
 
   /** Answers a pending ask; an allow must name one of the offered targets (or take the default). */

@@ -19,6 +19,8 @@ export interface DaemonConfig {
   runcRoot: string;
   bundleRoot: string;
   cgroupParent: string;
+  /** How long an `ask` waits for an answer before the call is denied (ISOLA_ASK_TIMEOUT, seconds). */
+  askTimeoutMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
@@ -40,7 +42,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     runcRoot: path.join('/run/isola-runc', instance),
     bundleRoot: path.join(home, 'bundles'),
     cgroupParent: `isola-${instance}`,
+    askTimeoutMs: askTimeout(env.ISOLA_ASK_TIMEOUT),
   };
+}
+
+/** Qubes waits a minute for a prompt; a bad value falls back to that rather than to no timeout. */
+function askTimeout(untrusted: string | undefined): number {
+  const secs = Number(untrusted);
+  return untrusted && Number.isInteger(secs) && secs > 0 && secs <= 86400 ? secs * 1000 : 60_000;
 }
 
 export const ID_RANGE = 65536;

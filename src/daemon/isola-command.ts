@@ -7,7 +7,9 @@ import { isQubesError } from '../core/errors';
 import { idmapHelperPath } from '../storage/mounts';
 import { startIsolad } from './isolad';
 import { askCommand } from './ask-command';
-import { policyCommand, policyErrorCode } from './policy-command';
+import { daemonStatus, policyCommand, policyErrorCode } from './policy-command';
+import { describeInForce } from './policy-report';
+import type { ProbeResult } from '../backends/host-probe';
 import { runSetup } from './setup';
 
 export async function isolaMain(argv: string[], out = (s: string) => process.stdout.write(s), err = (s: string) => process.stderr.write(s)): Promise<number> {
@@ -34,6 +36,7 @@ export async function isolaMain(argv: string[], out = (s: string) => process.std
     .description('check what this host supports (namespaces, overlayfs, cgroups, seccomp, runtimes, KVM) and what to install')
     .action(async () => {
       const results = await probeHost({ idmapHelper: idmapHelperPath() });
+      results.push(await policyCheck());
       out(formatReport(results));
       // KVM is optional (TCG is the fallback): its absence alone is not a failure.
       code = results.some((r) => !r.ok && r.name !== KVM_CHECK_NAME) ? 1 : 0;
@@ -50,6 +53,16 @@ export async function isolaMain(argv: string[], out = (s: string) => process.std
     return 1;
   }
   return code;
+}
+
+/** doctor's line on the qrexec policy isolad enforces (when one answers). */
+async function policyCheck(): Promise<ProbeResult> {
+  const st = await daemonStatus({ out: () => undefined, err: () => undefined });
+  if (!st) return { name: 'qrexec policy', ok: true, detail: 'isolad is not running: nothing to check' };
+  return {
+    name: 'qrexec policy', ok: st.state === 'loaded', detail: describeInForce(st),
+    fix: st.state === 'missing' ? '`isola setup` installs Qubes\' default policy' : 'correct the file at FILE:LINE above; `isola policy check` tells when it loads',
+  };
 }
 
 async function runDaemon(err: (s: string) => void): Promise<number> {

@@ -29,6 +29,7 @@ import { PolicyStore } from './policy-store';
 import { AskQueue } from './ask-queue';
 import { QrexecRouter } from './qrexec-router';
 import { reconcile } from './reconcile';
+import { acquireInstanceLock, type InstanceLock } from './instance-lock';
 import { runHandler } from './run-relay';
 
 export interface Isolad {
@@ -84,6 +85,17 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
   const config = loadConfig(opts.env);
   const log = opts.log ?? stderrLogger();
   if (process.getuid?.() !== 0) throw new Error('isolad must run as root (it manages mounts, namespaces and cgroups)');
+  // Before anything is touched: a second daemon would take over the qubes and the socket.
+  const lock = await acquireInstanceLock(config);
+  try {
+    return await startLocked(config, log, lock, opts);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock, opts: { env?: NodeJS.ProcessEnv; backend?: Backend }): Promise<Isolad> {
   await prepareDirs(config);
   const store = new Store(config.dbPath);
   const collection = new Collection(store);
@@ -91,11 +103,14 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
   const pool = new OverlayPool('default', config.poolDir, config.runDir);
   const backend = opts.backend ?? new RuncBackend({ stateRoot: config.runcRoot, bundleRoot: config.bundleRoot });
   const lifecycle = new Lifecycle({ config, collection, pool, backend, events, log });
-  const policy = new PolicyStore(policyDir(opts.env), log);
+  const policy = new PolicyStore(policyDir(opts.env), log, (st) => {
+    if (st.state === 'loaded') events.emit('', 'policy-loaded', { files: String(st.files), rules: String(st.rules) });
+    else events.emit('', 'policy-load-failed', { error: st.error ?? '', since: new Date(st.errorSince ?? Date.now()).toISOString() });
+  });
   policy.reload();
   policy.watch();
   await reconcile(collection, lifecycle, backend, pool, log);
-  const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy, asks: new AskQueue(events) };
+  const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy, asks: new AskQueue(events, config.askTimeoutMs) };
   const handlers = {
     ...vmHandlers(deps),
     ...propertyHandlers(deps),
@@ -133,6 +148,7 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
         }
       }
       store.close();
+      await lock.release();
     },
   };
 }

@@ -4,8 +4,30 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { AdminClient } from '../cli/admin-client';
-import { evaluate, isPolicySyntaxError, loadPolicyDir, splitServiceCall, type Policy, type SystemInfo } from '../policy';
+import { isPolicySyntaxError, loadPolicyDir, type Policy, type SystemInfo } from '../policy';
 import { nodePolicyFs, policyDir } from './policy-fs';
+import { decodePolicyStatus, describeInForce, evalAnswer, type PolicyStatusReply } from './policy-report';
+
+/** A name or `uuid:UUID` of a qube in the system info. */
+function isQube(system: SystemInfo, untrusted: string): boolean {
+  const domains = system.domains as Record<string, { uuid?: string }>;
+  if (untrusted.startsWith('uuid:')) return Object.values(domains).some((d) => d.uuid === untrusted.slice(5));
+  return Object.prototype.hasOwnProperty.call(domains, untrusted);
+}
+
+/** Bad command line: `isola policy SUB: error: …`, exit 2. */
+export class UsageError extends Error {}
+
+const client = (io: PolicyIo) => io.client ?? new AdminClient();
+
+/** isolad's view of the policy, or undefined when no isolad answers. */
+export async function daemonStatus(io: PolicyIo): Promise<PolicyStatusReply | undefined> {
+  try {
+    return decodePolicyStatus(await client(io).call('admin.policy.Status', 'dom0'));
+  } catch {
+    return undefined;
+  }
+}
 
 export interface PolicyIo {
   out: (s: string) => void;
@@ -34,7 +56,7 @@ async function systemFrom(file: string | undefined, io: PolicyIo): Promise<Syste
       throw new Error(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
     }
   } else {
-    text = await (io.client ?? new AdminClient()).call('internal.GetSystemInfo', 'dom0');
+    text = await client(io).call('internal.GetSystemInfo', 'dom0');
   }
   let untrusted: unknown;
   try {
@@ -64,24 +86,47 @@ export function policyCommand(io: PolicyIo, setCode: (c: number) => void): Comma
     .argument('<SERVICE>', 'SERVICE or SERVICE+ARGUMENT')
     .option('--policy-dir <DIR>', dirOption())
     .option('--system <FILE>', "Qubes' system-info JSON instead of isolad's live qubes")
+    .option('--in-force', 'evaluate against the policy isolad has in force, not the files on disk')
     .option('--requested-source <REMOTEVM>', 'for a call relayed from a RemoteVM: the remote qube that asked (Qubes Air)')
-    .action(async (source: string, target: string, call: string, o: { policyDir?: string; system?: string; requestedSource?: string }) => {
-      const loaded = load(o.policyDir ?? policyDir());
+    .action(async (source: string, target: string, call: string, o: { policyDir?: string; system?: string; requestedSource?: string; inForce?: boolean }) => {
+      if (o.inForce && (o.policyDir || o.system || o.requestedSource)) throw new UsageError('--in-force asks isolad: it cannot be combined with --policy-dir, --system or --requested-source');
+      if (o.inForce) {
+        io.out(await client(io).call('admin.policy.Eval', 'dom0', { payload: `${source} ${target || '@default'} ${call}` }));
+        return setCode(0);
+      }
+      const dir = o.policyDir ?? policyDir();
+      const loaded = load(dir);
       const system = await systemFrom(o.system, io);
-      const { service, argument } = splitServiceCall(call);
-      const r = evaluate(loaded, { service, argument, source, target, ...(o.requestedSource ? { requested_source: o.requestedSource } : {}) }, system);
-      const { result, target: to, user, notify, autostart, default_target, targets_for_ask, rule, reason } = r;
-      io.out(JSON.stringify({ result, target: to, user, notify, autostart, default_target, targets_for_ask, rule, reason }) + '\n');
+      if (!isQube(system, source)) throw new UsageError(`no such qube: '${source}' (the calling qube must exist)`);
+      if (target && !target.startsWith('@') && !isQube(system, target)) {
+        io.err(`isola policy eval: warning: no such qube: '${target}' (a call to it is denied)\n`);
+      }
+      io.out(evalAnswer(loaded, source, target, call, system, `files in ${dir}`, o.requestedSource));
+      // The files may not be what isolad enforces: say so, once, on stderr.
+      if (!o.system) {
+        const st = await daemonStatus(io);
+        if (st && (st.state !== 'loaded' || st.dir !== dir)) io.err(`isola policy eval: note: this answer is from the files in ${dir}; ${describeInForce(st)} (use --in-force for isolad's answer)\n`);
+      }
       setCode(0);
     });
   policy
     .command('check')
     .description('lint every policy file: prints FILE:LINE: reason and exits 2 if the policy would be refused')
     .option('--policy-dir <DIR>', dirOption())
-    .action((o: { policyDir?: string }) => {
+    .action(async (o: { policyDir?: string }) => {
       const dir = o.policyDir ?? policyDir();
-      const loaded = load(dir);
+      // What isolad enforces is shown whether or not the files on disk load.
+      const st = await daemonStatus(io);
+      const daemonLine = st ? `isolad: ${describeInForce(st)}\n` : 'isolad: not running (nothing is enforced)\n';
+      let loaded: Policy;
+      try {
+        loaded = load(dir);
+      } catch (e) {
+        io.err(daemonLine);
+        throw e;
+      }
       io.out(`${dir}: OK (${loaded.rules.length} rules from ${new Set(loaded.files).size} files)\n`);
+      io.out(daemonLine);
       setCode(0);
     });
   policy
@@ -90,7 +135,7 @@ export function policyCommand(io: PolicyIo, setCode: (c: number) => void): Comma
     .option('--since <AGE>', 'only the last AGE (e.g. 90s, 10m, 2h, 1d)')
     .action(async (o: { since?: string }) => {
       const secs = o.since === undefined ? undefined : parseAge(o.since);
-      io.out(await (io.client ?? new AdminClient()).call('admin.policy.Log', 'dom0', { arg: secs === undefined ? '' : String(secs) }));
+      io.out(await client(io).call('admin.policy.Log', 'dom0', { arg: secs === undefined ? '' : String(secs) }));
       setCode(0);
     });
   return policy;
@@ -107,6 +152,10 @@ export function parseAge(untrusted: string): number {
 export function policyErrorCode(e: unknown, io: PolicyIo): number | undefined {
   if (e instanceof PolicyLoadError) {
     io.err(`${e.message}\n`);
+    return 2;
+  }
+  if (e instanceof UsageError) {
+    io.err(`isola policy: error: ${e.message}\n`);
     return 2;
   }
   return undefined;

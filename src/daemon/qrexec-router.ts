@@ -7,7 +7,7 @@ import { answerAsk, evaluate, evaluateNonInteractive, serviceCallProblem, splitS
 import { pipeFrames } from '../qrexec/client';
 import type { FramedSocket } from '../qrexec/frame-reader';
 import {
-  DAEMON_TO_AGENT_DATA, EMPTY, MSG_DATA_EXIT_CODE, MSG_DATA_STDOUT, MSG_SERVICE_CONNECT, MSG_SERVICE_REFUSED, NOTHING,
+  DAEMON_TO_AGENT_DATA, EMPTY, MAX_NOTICE, MSG_DATA_EXIT_CODE, MSG_DATA_STDOUT, MSG_SERVICE_CONNECT, MSG_SERVICE_NOTICE, MSG_SERVICE_REFUSED, NOTHING,
   encodeServiceParams, encodeU32, type TriggerService3,
 } from '../qrexec/protocol';
 import { encodeEvent, type AdminRequest } from '../core/admin-wire';
@@ -70,11 +70,17 @@ export class QrexecRouter {
     let r = evaluate(this.d.policy.current, { service, argument, source, target: untrusted.targetDomain }, systemInfo(this.d.collection));
     if (r.result === 'ask') {
       this.record(source, untrusted.targetDomain, service, argument, 'ask', r, r.reason);
-      const question = this.d.asks.ask(source, service, argument, r);
+      const question = this.d.asks.ask(source, service, argument, r, untrusted.targetDomain || '@default');
+      const asked = this.d.asks.list().find((a) => a.id === question.id);
+      const secs = Math.round(this.d.config.askTimeoutMs / 1000);
+      const to = asked?.defaultTarget ? ` --target ${asked.defaultTarget}` : '';
+      // The caller would otherwise wait in silence: say who decides and how.
+      this.notify(conn, `waiting for the host to allow ${service}${argument === '+' ? '' : argument} (question ${question.id}); on the host: isola ask allow ${question.id}${to}, or isola ask deny ${question.id}; denied if nobody answers within ${secs} s`);
       const withdraw = () => this.d.asks.cancel(question.id);
       conn.socket.once('close', withdraw);
       const answer = await question.answer;
       conn.socket.off('close', withdraw);
+      if (answer.unanswered === 'timeout') this.notify(conn, `nobody answered on the host within ${secs} s: the call is refused`);
       r = answerAsk(r, answer, systemInfo(this.d.collection));
     }
     if (r.result !== 'allow') return this.refuse(conn, untrusted, this.record(source, untrusted.targetDomain, service, argument, r.result, r, r.reason));
@@ -176,6 +182,11 @@ export class QrexecRouter {
     this.d.collection.store.logDecision({ at: Date.now(), source, target, service, argument, result, rule, reason });
     this.d.log.info(`qrexec ${source} -> ${target} ${service}${argument}: ${result}${rule ? ` (${rule})` : ''}`);
     return reason;
+  }
+
+  private notify(conn: FramedSocket, text: string): void {
+    if (conn.closed) return;
+    conn.send(MSG_SERVICE_NOTICE, Buffer.from(text, 'utf8').subarray(0, MAX_NOTICE));
   }
 
   private refuse(conn: FramedSocket, untrusted: TriggerService3, reason: string): void {

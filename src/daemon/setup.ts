@@ -7,6 +7,7 @@ import path from 'node:path';
 import { AdminClient } from '../cli/admin-client';
 import { policyDir } from './policy-fs';
 import { isQubesError } from '../core/errors';
+import { decodePolicyStatus, describeInForce } from './policy-report';
 
 export const DEFAULT_TEMPLATE = 'debian-12';
 
@@ -46,6 +47,17 @@ export function installDefaultPolicy(dest = policyDir()): string[] {
   return installed;
 }
 
+/** isolad re-reads its policy directory within a second: say what it enforces once it has. */
+async function untilPolicyLoaded(client: AdminClient, io: SetupIo): Promise<void> {
+  let st = decodePolicyStatus(await client.call('admin.policy.Status', 'dom0'));
+  for (let i = 0; i < 40 && st.state !== 'loaded'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    st = decodePolicyStatus(await client.call('admin.policy.Status', 'dom0'));
+  }
+  if (st.state === 'loaded') io.out(`Policy in force: ${st.rules} rules from ${st.files} files in ${st.dir}\n`);
+  else io.err(`isola setup: warning: ${describeInForce(st)}\n`);
+}
+
 export interface SetupIo {
   out: (s: string) => void;
   err: (s: string) => void;
@@ -57,6 +69,11 @@ export async function runSetup(io: SetupIo): Promise<number> {
   const client = io.client ?? new AdminClient();
   try {
     const names = new Set((await client.call('admin.vm.List', 'dom0')).split('\n').filter(Boolean).map((l) => l.split(' ')[0]));
+    // The policy first, into the directory isolad reads (it may differ from this shell's
+    // ISOLA_POLICY_DIR): calls made while the template installs already meet Qubes' defaults.
+    const dir = decodePolicyStatus(await client.call('admin.policy.Status', 'dom0')).dir || policyDir();
+    for (const f of installDefaultPolicy(dir)) io.out(`Installed policy ${path.join(dir, f)}\n`);
+    await untilPolicyLoaded(client, io);
     if (!names.has(DEFAULT_TEMPLATE)) {
       io.out(`Installing template ${DEFAULT_TEMPLATE} (built from Debian's archive, cached)...\n`);
       let lastTenth = -1;
@@ -82,7 +99,6 @@ export async function runSetup(io: SetupIo): Promise<number> {
       for (const [k, v] of Object.entries(q.props)) await client.call('admin.vm.property.Set', q.name, { arg: k, payload: v });
       io.out(`Created ${q.name} (${q.label})\n`);
     }
-    for (const f of installDefaultPolicy()) io.out(`Installed policy ${path.join(policyDir(), f)}\n`);
     io.out('Setup done.\n');
     return 0;
   } catch (e) {

@@ -113,6 +113,8 @@ export function evaluate(policy: Policy, request: PolicyRequest, system: SystemI
 
 export interface AskAnswer {
   allow: boolean;
+  /** A deny nobody chose: no answer came in time, or the caller left while waiting. */
+  unanswered?: 'timeout' | 'withdrawn';
   /** The choice, one of `targets_for_ask`; ignored when `allow` is false. */
   target?: string;
 }
@@ -123,6 +125,8 @@ export function answerAsk(ask: Resolution, answer: AskAnswer, system: SystemInfo
   if (ask.result !== 'ask' || ctx === undefined) throw new TypeError('answerAsk needs an ask resolution returned by evaluate()');
   const { rule, index, req, targets } = ctx;
   const action = rule.action;
+  if (answer.unanswered === 'timeout') return denied('user', `nobody answered in time ${location(rule)}`, action.notify, rule, index, req.target.text);
+  if (answer.unanswered === 'withdrawn') return denied('user', `the caller left before an answer ${location(rule)}`, action.notify, rule, index, req.target.text);
   if (!answer.allow) return denied('user', `denied by the user ${location(rule)}`, action.notify, rule, index, req.target.text);
   const choice = answer.target ?? '';
   if (!targets.includes(choice)) return denied('user', `target ${choice} is not a valid choice`, true, rule, index, req.target.text);

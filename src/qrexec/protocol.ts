@@ -26,6 +26,9 @@ export const MSG_DATA_CONNECT = 0x400;
 export const MSG_SHUTDOWN = 0x401;
 export const MSG_PING = 0x402;
 export const MSG_PONG = 0x403;
+/** isolad to an in-qube client while its call waits (an `ask`): one line for the user, UTF-8. */
+export const MSG_SERVICE_NOTICE = 0x404;
+export const MAX_NOTICE = 1024;
 
 /** HELLO flags sent by the agent: which role this connection plays (exactly one bit). */
 export const HELLO_FLAG_CONTROL = 0x1;
@@ -40,7 +43,7 @@ const NAMES: Record<number, string> = {
   [MSG_SERVICE_CONNECT]: 'MSG_SERVICE_CONNECT', [MSG_SERVICE_REFUSED]: 'MSG_SERVICE_REFUSED',
   [MSG_CONNECTION_TERMINATED]: 'MSG_CONNECTION_TERMINATED', [MSG_TRIGGER_SERVICE3]: 'MSG_TRIGGER_SERVICE3',
   [MSG_HELLO]: 'MSG_HELLO', [MSG_DATA_CONNECT]: 'MSG_DATA_CONNECT', [MSG_SHUTDOWN]: 'MSG_SHUTDOWN',
-  [MSG_PING]: 'MSG_PING', [MSG_PONG]: 'MSG_PONG',
+  [MSG_PING]: 'MSG_PING', [MSG_PONG]: 'MSG_PONG', [MSG_SERVICE_NOTICE]: 'MSG_SERVICE_NOTICE',
 };
 
 export function typeName(type: number): string {
@@ -61,6 +64,7 @@ const LIMITS: Record<number, readonly [number, number]> = {
   [MSG_SHUTDOWN]: [4, 4],
   [MSG_PING]: [0, 64],
   [MSG_PONG]: [0, 64],
+  [MSG_SERVICE_NOTICE]: [1, MAX_NOTICE],
   [MSG_SERVICE_REFUSED]: [SERVICE_IDENT, SERVICE_IDENT],
   [MSG_EXEC_CMDLINE]: [9, MAX_PAYLOAD],
   [MSG_JUST_EXEC]: [9, MAX_PAYLOAD],

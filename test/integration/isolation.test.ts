@@ -74,13 +74,22 @@ describe('isolation from inside a qube', { skip, concurrency: false }, () => {
     await inst.ok('qvm-shutdown', '--wait', 'victim');
   });
 
-  test('seccomp-and-nnp: seccomp filters and no_new_privileges are on, namespaces cannot be created', async () => {
-    const r = await run('attacker', 'grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status');
+  test("sudo-escalation: sudo gives the qube's root and no more (seccomp on, namespaces and mounts refused)", async () => {
+    const r = await run('attacker', 'grep -E "^(Seccomp|CapBnd):" /proc/self/status');
     assert.match(r.stdout, /Seccomp:\s+2/);
-    assert.match(r.stdout, /NoNewPrivs:\s+1/);
-    for (const cmd of ['unshare -U true', 'unshare -m true', 'mount -t tmpfs none /mnt', 'sudo -n true']) {
-      const a = await run('attacker', cmd, cmd.startsWith('sudo') ? 'user' : 'root');
-      assert.notEqual(a.code, 0, `${cmd} must fail inside a qube`);
+    const bounding = /CapBnd:\s+(\S+)/.exec(r.stdout)![1];
+    // The user's root, as in Qubes: root inside a qube is not the boundary.
+    const sudo = await run('attacker', 'sudo -n id -u; sudo -n grep -E "^(Seccomp|CapBnd|CapEff):" /proc/self/status', 'user');
+    assert.equal(sudo.code, 0, sudo.stderr);
+    assert.match(sudo.stdout, /^0\n/);
+    assert.match(sudo.stdout, /Seccomp:\s+2/, 'seccomp stays on across the setuid exec');
+    assert.match(sudo.stdout, new RegExp(`CapBnd:\\s+${bounding}`), 'a setuid program cannot widen the bounding set');
+    assert.match(sudo.stdout, new RegExp(`CapEff:\\s+${bounding}`));
+    for (const cmd of ['unshare -U true', 'unshare -m true', 'mount -t tmpfs none /mnt']) {
+      for (const [user, prefix] of [['root', ''], ['user', 'sudo -n ']] as const) {
+        const a = await run('attacker', prefix + cmd, user);
+        assert.notEqual(a.code, 0, `${prefix}${cmd} must fail inside a qube`);
+      }
     }
   });
 

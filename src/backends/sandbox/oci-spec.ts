@@ -199,7 +199,10 @@ export function buildOciSpec(spec: QubeRuntimeSpec, host: OciHostOptions = {}): 
       cwd: '/',
       capabilities: { bounding: caps, effective: [...caps], permitted: [...caps] },
       rlimits: [{ type: 'RLIMIT_NOFILE', soft: NOFILE_SOFT, hard: nofileHard }],
-      noNewPrivileges: true,
+      // As in Qubes, the qube's user may become the qube's root (`sudo`): root inside is not the
+      // boundary, the qube is. What root may do stays bounded by the user namespace, the capability
+      // bounding set and seccomp, which setuid programs cannot widen (docs/threat-model.md).
+      noNewPrivileges: false,
     },
     root: { path: spec.rootfs, readonly: false },
     hostname: spec.hostname,

@@ -2,15 +2,17 @@
 // `ISO-TIME SOURCE TARGET SERVICE+ARG RESULT RULE REASON` (RULE is FILE:LINE or `-`).
 
 import type { AdminMethod } from '../../core/admin-methods';
-import { valueError } from '../../core/errors';
+import { QubesError, valueError } from '../../core/errors';
 import { parseInteger } from '../../core/property-types';
 import type { Handler } from '../admin-server';
 import type { HandlerDeps } from './context';
+import { encodePolicyStatus, evalAnswer } from '../policy-report';
+import { systemInfo } from '../system-info';
 
 export function policyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
   return {
     'admin.qrexec.AskList': () =>
-      d.asks.list().map((a) => `${a.id} ${a.source} ${a.service}${a.argument} default=${a.defaultTarget ?? ''} ${a.targets.join(' ')}\n`).join(''),
+      d.asks.list().map((a) => `${a.id} ${a.source} ${a.service}${a.argument} default=${a.defaultTarget ?? ''} requested=${a.requested} ${a.targets.join(' ')}\n`).join(''),
     'admin.qrexec.AskAnswer': (ctx) => {
       const id = parseInteger(ctx.req.arg);
       if (id === undefined || id <= 0) throw valueError(`Invalid question id '${ctx.req.arg}'`);
@@ -18,6 +20,16 @@ export function policyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Hand
       if (extra.length || (verb !== 'allow' && verb !== 'deny') || (verb === 'deny' && target)) throw valueError("answer with 'allow [TARGET]' or 'deny'");
       d.asks.answer(id, verb === 'allow', target);
       return '';
+    },
+    'admin.policy.Status': () => encodePolicyStatus(d.policy.status()),
+    'admin.policy.Eval': (ctx) => {
+      const words = ctx.req.payload.toString('utf8').trim().split(/\s+/);
+      if (words.length !== 3) throw valueError('evaluate what? give SOURCE TARGET SERVICE[+ARGUMENT] (TARGET @default for none)');
+      const [source, target, call] = words;
+      const system = systemInfo(d.collection);
+      if (!Object.prototype.hasOwnProperty.call(system.domains, source)) throw new QubesError('QubesVMNotFoundError', `No such qube: '${source}'`);
+      const st = d.policy.status();
+      return evalAnswer(d.policy.current, source, target === '@default' ? '' : target, call, system, `in force in isolad${st.loadedAt ? ` (loaded ${new Date(st.loadedAt).toISOString()})` : ' (none loaded: every call is denied)'}`);
     },
     'admin.policy.Log': (ctx) => {
       let since = 0;
