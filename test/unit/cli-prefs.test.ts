@@ -1,4 +1,4 @@
-// qvm-prefs / qubes-prefs, qvm-features and qvm-tags: the exact calls they send and what they print,
+// qvm-prefs / qubes-prefs (qvm-features and qvm-tags: cli-qvm-tags-features): the calls they send and what they print,
 // including the aligned `name  D|-|U  value` listing and the exit codes scripts rely on.
 
 import assert from 'node:assert/strict';
