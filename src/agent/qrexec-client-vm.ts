@@ -13,6 +13,7 @@ import {
   HEADER_SIZE, HELLO_FLAG_CLIENT, MAX_NOTICE, MAX_PAYLOAD, MSG_HELLO, MSG_SERVICE_CONNECT, MSG_SERVICE_NOTICE, MSG_SERVICE_REFUSED, MSG_TRIGGER_SERVICE3,
   encodeFrame, encodeHello, encodeTriggerService3, parseHello,
 } from '../qrexec/protocol';
+import { errorText } from '../core/error-text';
 
 export const EXIT_REFUSED = 126;
 
@@ -58,7 +59,7 @@ function readDecision(sock: Socket): Promise<{ type: number; rest: Buffer }> {
       }
     };
     const onEnd = () => fail(new Error('isolad closed the connection before deciding'));
-    const fail = (e: Error) => {
+    const fail = (e: unknown) => {
       sock.off('data', onData);
       sock.destroy();
       reject(e);
@@ -101,12 +102,18 @@ export async function callWithStreams(target: string, call: string, socketPath =
   return { refused: false, sock: start.sock, toRemote, fromRemote, session };
 }
 
+const HELP = '\nCall the qrexec service SERVICE in the qube TARGET (a name or @default, @dispvm, ...) if policy\nallows it: stdin and stdout are the service\'s, or LOCAL_PROGRAM\'s when given.\n';
 const USAGE = 'usage: qrexec-client-vm [--filter-escape-chars-stderr] TARGET SERVICE[+ARGUMENT] [LOCAL_PROGRAM [ARGS...]]\n';
 
 export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET): Promise<number> {
   let i = 0;
   while (argv[i] === '--filter-escape-chars-stderr' || argv[i] === '--no-filter-escape-chars-stderr') i++;
   const [target, call, ...local] = argv.slice(i);
+  // Only before TARGET: after SERVICE, words belong to LOCAL_PROGRAM.
+  if (target === '-h' || target === '--help') {
+    process.stdout.write(USAGE + HELP);
+    return 0;
+  }
   if (!target || !call || target.startsWith('-')) {
     process.stderr.write(USAGE);
     return 2;
@@ -123,8 +130,8 @@ export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET)
   if (local.length) return withLocalProgram(start.sock, start.head, local);
   const done = runDataSession(start.sock, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, { head: start.head, log: () => undefined });
   start.sock.resume();
-  return done.catch((e: Error) => {
-    process.stderr.write(`qrexec-client-vm: ${e.message}\n`);
+  return done.catch((e: unknown) => {
+    process.stderr.write(`qrexec-client-vm: ${errorText(e)}\n`);
     return EXIT_QREXEC_PROBLEM;
   });
 }
@@ -139,15 +146,15 @@ async function withLocalProgram(sock: Socket, head: Buffer, [program, ...args]: 
   const spawned = await new Promise<Error | null>((resolve) => child.once('spawn', () => resolve(null)).once('error', resolve));
   if (spawned) {
     sock.destroy();
-    process.stderr.write(`qrexec-client-vm: cannot run ${program}: ${spawned.message}\n`);
+    process.stderr.write(`qrexec-client-vm: cannot run ${program}: ${errorText(spawned)}\n`);
     return EXIT_NOT_FOUND;
   }
   child.stdin!.on('error', () => undefined); // the program may stop reading early: not our failure
   const localExit = new Promise<number>((resolve) => child.once('close', (code, signal) => resolve(exitCodeOf(code, signal))));
   const done = runDataSession(sock, { stdin: child.stdout!, stdout: child.stdin!, stderr: process.stderr }, { head, log: () => undefined });
   sock.resume();
-  const remote = await done.catch((e: Error) => {
-    process.stderr.write(`qrexec-client-vm: ${e.message}\n`);
+  const remote = await done.catch((e: unknown) => {
+    process.stderr.write(`qrexec-client-vm: ${errorText(e)}\n`);
     return EXIT_QREXEC_PROBLEM;
   });
   child.stdin!.end();

@@ -5,6 +5,7 @@
 import { rmSync } from 'fs';
 import { needsAllowAllNames, packPaths } from './filecopy';
 import { EXIT_REFUSED, callWithStreams } from './qrexec-client-vm';
+import { errorText } from '../core/error-text';
 
 const TOOLS = ['qvm-copy', 'qvm-copy-to-vm', 'qvm-move', 'qvm-move-to-vm'] as const;
 export type CopyTool = (typeof TOOLS)[number];
@@ -18,8 +19,14 @@ export async function qvmCopy(tool: CopyTool, argv: string[]): Promise<number> {
   const args = argv.filter((a) => !a.startsWith('-'));
   const unknown = opts.filter((o) => o !== '--without-progress' && o !== '--ignore-symlinks');
   const toVm = tool.endsWith('-to-vm');
+  const usage = `usage: ${tool} [--without-progress] [--ignore-symlinks] ${toVm ? 'VMNAME ' : ''}FILE...\n`;
+  if (opts.includes('-h') || opts.includes('--help')) {
+    const verb = tool.startsWith('qvm-move') ? 'Move' : 'Copy';
+    process.stdout.write(`${usage}\n${verb} FILEs ${toVm ? 'to VMNAME' : 'to a qube chosen by the policy (ask)'}, into ~/QubesIncoming/<this qube>/ there.\n`);
+    return 0;
+  }
   if (unknown.length || (toVm ? args.length < 2 : args.length < 1)) {
-    process.stderr.write(`usage: ${tool} [--without-progress] [--ignore-symlinks] ${toVm ? 'VMNAME ' : ''}FILE...\n`);
+    process.stderr.write(usage);
     return 2;
   }
   const target = toVm ? args[0] : '@default';
@@ -41,7 +48,7 @@ export async function qvmCopy(tool: CopyTool, argv: string[]): Promise<number> {
   } catch (e) {
     toRemote.destroy();
     call.sock.destroy();
-    process.stderr.write(`${tool}: ${(e as Error).message}${tool.startsWith('qvm-move') ? ' (nothing was removed)' : ''}\n`);
+    process.stderr.write(`${tool}: ${errorText(e)}${tool.startsWith('qvm-move') ? ' (nothing was removed)' : ''}\n`);
     return 1;
   }
 }

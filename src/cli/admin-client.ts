@@ -5,9 +5,22 @@ import net from 'node:net';
 import { decodeEvents, decodeReply, encodeRequest, headerTokenProblem, type AdminEvent } from '../core/admin-wire';
 import type { AdminMethod } from '../core/admin-methods';
 import { QubesError } from '../core/errors';
+import { errorText } from '../core/error-text';
 
 export function socketPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.ISOLA_SOCKET || '/run/isola/isolad.sock';
+}
+
+/** Why the socket could not be reached, in the user's terms (never Node's `connect EACCES …`). */
+export function connectError(path: string, e: NodeJS.ErrnoException): QubesError {
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') return new QubesError('QubesException', 'isolad is not running (start it with `npm start` or `isolad`)');
+  if (e.code === 'EACCES' || e.code === 'EPERM') return new QubesError('QubesException', `cannot connect to isolad at ${path}: permission denied (run as root)`);
+  if (e.code === 'ENOTSOCK' || e.code === 'ENOTDIR') return new QubesError('QubesException', `cannot connect to isolad at ${path}: not a socket (check ISOLA_SOCKET)`);
+  return new QubesError('QubesException', `cannot connect to isolad at ${path}: ${errorText(e)}`);
+}
+
+function lostConnection(e: NodeJS.ErrnoException): QubesError {
+  return new QubesError('QubesException', `lost the connection to isolad before its answer (${errorText(e)})`);
 }
 
 export interface CallOptions {
@@ -22,10 +35,7 @@ export class AdminClient {
     return new Promise((resolve, reject) => {
       const sock = net.createConnection(this.path);
       sock.once('connect', () => resolve(sock));
-      sock.once('error', (e: NodeJS.ErrnoException) => {
-        const why = e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? 'is isolad running? (start it with: isola daemon)' : e.message;
-        reject(new QubesError('QubesException', `cannot connect to isolad at ${this.path}: ${why}`));
-      });
+      sock.once('error', (e: NodeJS.ErrnoException) => reject(connectError(this.path, e)));
     });
   }
 
@@ -39,7 +49,7 @@ export class AdminClient {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       sock.on('data', (d) => chunks.push(d));
-      sock.on('error', reject);
+      sock.on('error', (e: NodeJS.ErrnoException) => reject(lostConnection(e)));
       sock.on('end', () => {
         try {
           resolve(decodeReply(Buffer.concat(chunks)));

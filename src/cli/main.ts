@@ -50,11 +50,14 @@ export async function main(command: string, argv: string[], deps: CliDeps): Prom
   }
 }
 
+/** One answer line from stdin, terminal or pipe (as Python's input()); '' at the end of input. */
 function ask(question: string): Promise<string> {
-  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr, terminal: Boolean(process.stdin.isTTY) });
   return new Promise((resolve) => {
-    rl.once('close', () => resolve(''));
+    let answered = false;
+    rl.once('close', () => answered || resolve(''));
     rl.question(question, (answer) => {
+      answered = true;
       resolve(answer);
       rl.close();
     });

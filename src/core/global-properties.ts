@@ -5,6 +5,7 @@ import { propertyValueError, QubesError } from './errors';
 import { parseInteger } from './property-types';
 import { isDispvmTemplate, resolveProperty, type World } from './properties';
 import type { PropValue, QubeClass } from './qube';
+import { withArticle } from './grammar';
 
 export interface GlobalPropertyDef {
   name: string;
@@ -19,7 +20,7 @@ function vmOfClass(...classes: QubeClass[]) {
   return (v: string, w: World) => {
     const q = w.qube(v);
     if (!q) return `no such qube '${v}'`;
-    return classes.includes(q.klass) ? undefined : `'${v}' is a ${q.klass}, expected ${classes.join(' or ')}`;
+    return classes.includes(q.klass) ? undefined : `'${v}' is ${withArticle(q.klass)}, expected ${classes.join(' or ')}`;
   };
 }
 

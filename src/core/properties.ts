@@ -5,6 +5,7 @@ import { propertyValueError, QubesError } from './errors';
 import { findLabel } from './labels';
 import { parseBool, parseInteger, type PropType } from './property-types';
 import type { PropValue, QubeClass, QubeRecord } from './qube';
+import { withArticle } from './grammar';
 
 /** A read-only view of the collection, for defaults and cross-qube checks. */
 export interface World {
@@ -75,7 +76,7 @@ function dispvmTemplateCheck(v: PropValue, _q: QubeRecord, w: World): string | u
 function templateCheck(v: PropValue, q: QubeRecord, w: World): string | undefined {
   const t = w.qube(String(v));
   if (!t) return `no such qube '${v}'`;
-  if (q.klass === 'AppVM' && t.klass !== 'TemplateVM') return `'${v}' is a ${t.klass}, not a TemplateVM`;
+  if (q.klass === 'AppVM' && t.klass !== 'TemplateVM') return `'${v}' is ${withArticle(t.klass)}, not a TemplateVM`;
   if (q.klass === 'DispVM' && !isDispvmTemplate(t, w)) return `'${v}' is not a disposable template`;
   return undefined;
 }

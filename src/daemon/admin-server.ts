@@ -10,6 +10,7 @@ import { encodeEvent, encodeException, encodeOk, MAX_HEADER, parseRequestHeader,
 import { isQubesError, protocolError, QubesError } from '../core/errors';
 import type { EventBus } from './event-bus';
 import type { Logger } from './logger';
+import { errorText } from '../core/error-text';
 
 export interface CallContext {
   req: AdminRequest;
@@ -163,7 +164,8 @@ export class AdminServer {
     }
     const err = e as Error;
     this.log.error(`internal error: ${err.stack ?? err.message}`);
-    return encodeException('QubesException', err.message.split('\n')[0]);
+    // The log keeps Node's text; the caller reads it in words (no errno code, no syscall).
+    return encodeException('QubesException', errorText(err).split('\n')[0]);
   }
 
   private streamEvents(sock: net.Socket, req: AdminRequest): void {

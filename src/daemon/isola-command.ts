@@ -3,7 +3,8 @@
 
 import { Command, CommanderError } from 'commander';
 import { formatReport, KVM_CHECK_NAME, probeHost } from '../backends/host-probe';
-import { isQubesError } from '../core/errors';
+import { argparseArityErrors, argparseWording, oneLine, pyRepr, versionText } from '../cli/commands/common';
+import { errorText } from '../core/error-text';
 import { idmapHelperPath } from '../storage/mounts';
 import { startIsolad } from './isolad';
 import { askCommand } from './ask-command';
@@ -12,12 +13,18 @@ import { describeInForce } from './policy-report';
 import type { ProbeResult } from '../backends/host-probe';
 import { runSetup } from './setup';
 
-export async function isolaMain(argv: string[], out = (s: string) => process.stdout.write(s), err = (s: string) => process.stderr.write(s)): Promise<number> {
+export async function isolaMain(argv: string[], out: (s: string) => void = (s) => void process.stdout.write(s), err: (s: string) => void = (s) => void process.stderr.write(s)): Promise<number> {
   const program = new Command('isola')
     .description('Isola: Qubes OS-style isolation on an ordinary Linux host')
     .exitOverride()
+    .version(versionText('isola'), '--version', "show program's version number and exit")
     .configureOutput({ writeOut: out, writeErr: err });
   let code = 0;
+  // The command whose action is running, for the prefix of its errors (`isola ask allow: error:`).
+  let running = 'isola';
+  program.hook('preAction', (_self, action) => {
+    running = commandPath(action);
+  });
   program
     .command('daemon')
     .description('run isolad (the Admin API server that owns all state) in the foreground, as root')
@@ -43,13 +50,19 @@ export async function isolaMain(argv: string[], out = (s: string) => process.std
     });
   program.addCommand(policyCommand({ out, err }, (c) => (code = c)));
   program.addCommand(askCommand({ out }, (c) => (code = c)));
+  argparseOutput(program, out, err);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
     const policyCode = policyErrorCode(e, { out, err });
     if (policyCode !== undefined) return policyCode;
-    if (e instanceof CommanderError) return e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version' ? 0 : 2;
-    err(`isola: error: ${isQubesError(e) ? e.message : (e as Error).message}\n`);
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
+      // `isola` alone: commander showed the help on stderr; argparse would say what is missing.
+      if (e.code === 'commander.help' && e.exitCode !== 0) err(`${commandPath(commandOf(program, argv))}: error: the following arguments are required: COMMAND\n`);
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    err(`${running}: error: ${oneLine(errorText(e)) || 'unknown error'}\n`);
     return 1;
   }
   return code;
@@ -63,6 +76,45 @@ async function policyCheck(): Promise<ProbeResult> {
     name: 'qrexec policy', ok: st.state === 'loaded', detail: describeInForce(st),
     fix: st.state === 'missing' ? '`isola setup` installs Qubes\' default policy' : 'correct the file at FILE:LINE above; `isola policy check` tells when it loads',
   };
+}
+
+/** The deepest command named by argv's leading words (`isola ask` for `isola ask`). */
+function commandOf(program: Command, argv: string[]): Command {
+  let c = program;
+  for (const word of argv) {
+    const sub = c.commands.find((x) => x.name() === word || x.aliases().includes(word));
+    if (!sub) break;
+    c = sub;
+  }
+  return c;
+}
+
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/**
+ * Every `isola` command reports its parse errors as Qubes' tools do: one `isola SUBCMD: error: …`
+ * line in argparse's words, exit 2, never a process exit from inside commander. The policy
+ * commands set up their own output (policy-command.ts).
+ */
+function argparseOutput(cmd: Command, out: (s: string) => void, err: (s: string) => void): void {
+  const path = commandPath(cmd);
+  argparseArityErrors(cmd);
+  cmd.exitOverride().configureOutput({
+    writeOut: out,
+    writeErr: err,
+    outputError: (s, write) => {
+      const m = /^error: unknown command '([^']*)'/.exec(s);
+      const why = m
+        ? `argument COMMAND: invalid choice: ${pyRepr(m[1])} (choose from ${cmd.commands.map((c) => pyRepr(c.name())).join(', ')})`
+        : argparseWording(oneLine(s));
+      write(`${path}: error: ${why}\n`);
+    },
+  });
+  for (const sub of cmd.commands) if (sub.name() !== 'policy') argparseOutput(sub, out, err);
 }
 
 async function runDaemon(err: (s: string) => void): Promise<number> {
@@ -80,8 +132,8 @@ async function runDaemon(err: (s: string) => void): Promise<number> {
 export function runIsola(argv: string[]): void {
   isolaMain(argv).then(
     (code) => process.exit(code),
-    (e: Error) => {
-      process.stderr.write(`isola: error: ${e.message}\n`);
+    (e: unknown) => {
+      process.stderr.write(`isola: error: ${oneLine(errorText(e))}\n`);
       process.exit(1);
     },
   );

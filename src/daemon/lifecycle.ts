@@ -17,6 +17,7 @@ import type { Logger } from './logger';
 import { QubeLocks } from './qube-locks';
 import { agentSocketDir, buildRuntimeSpec, qrexecClientDir, runtimeId } from './qube-runtime-spec';
 import { deathReason } from './death-reason';
+import { errorText } from '../core/error-text';
 
 export interface LifecycleDeps {
   config: DaemonConfig;
@@ -87,8 +88,8 @@ export class Lifecycle {
         log.info(`${name}: started in ${Date.now() - started} ms (${phases})`);
         events.emit(name, 'domain-start');
       } catch (e) {
-        const msg = (e as Error).message;
-        log.error(`${name}: start failed: ${msg}`);
+        log.error(`${name}: start failed: ${(e as Error).message}`);
+        const msg = errorText(e); // what qvm-ls, qvm-check and the event show: in words
         await agent?.close().catch(() => undefined);
         this.agents.delete(q.uuid);
         await this.d.backend.destroy(runtimeId(q)).catch(() => undefined);

@@ -8,6 +8,7 @@ import { AdminClient } from '../cli/admin-client';
 import { policyDir } from './policy-fs';
 import { isQubesError } from '../core/errors';
 import { decodePolicyStatus, describeInForce } from './policy-report';
+import { errorText } from '../core/error-text';
 
 export const DEFAULT_TEMPLATE = 'debian-12';
 
@@ -102,7 +103,7 @@ export async function runSetup(io: SetupIo): Promise<number> {
     io.out('Setup done.\n');
     return 0;
   } catch (e) {
-    io.err(`isola setup: error: ${isQubesError(e) ? e.message : (e as Error).message}\n`);
+    io.err(`isola setup: error: ${isQubesError(e) ? e.message : errorText(e)}\n`);
     return 1;
   }
 }

@@ -6,6 +6,7 @@ import {
   EMPTY, HEADER_SIZE, HELLO_ONLY, MAX_PAYLOAD, MSG_HELLO, ProtocolError, encodeFrame, encodeHello, parseHello,
   frameHeader, payloadLimits, typeName, type Hello,
 } from './protocol';
+import { withArticle } from '../core/grammar';
 
 export interface Frame {
   type: number;
@@ -72,7 +73,7 @@ export class FrameReader {
 
   /** At end of stream: leftover bytes mean the peer cut a frame short. */
   end(): void {
-    if (this.header) throw new ProtocolError(`connection closed inside a ${typeName(this.header.type)} payload`);
+    if (this.header) throw new ProtocolError(`connection closed inside ${withArticle(typeName(this.header.type))} payload`);
     if (this.size > 0) throw new ProtocolError(`connection closed inside a frame header (${this.size} of ${HEADER_SIZE} bytes)`);
   }
 

@@ -46,8 +46,8 @@ describe('bad input changes nothing', { skip, concurrency: false }, () => {
     });
   }
 
-  test('qvm-create refuses an unknown label', () => refused('qvm-create', ['--label', 'pink', 'newq'], /Label does not exist: 'pink'/));
-  test('qvm-create refuses an AppVM as template', () => refused('qvm-create', ['--template', 'work', '--label', 'red', 'newq'], /not a TemplateVM/));
+  test('qvm-create refuses an unknown label', () => refused('qvm-create', ['--label', 'pink', 'newq'], /^qvm-create: error: no such label: 'pink'; available: red, orange, yellow, green, gray, blue, purple, black$/));
+  test('qvm-create refuses an AppVM as template', () => refused('qvm-create', ['--template', 'work', '--label', 'red', 'newq'], /'work' is an AppVM, not a TemplateVM/));
   test('qvm-create refuses a missing template', () => refused('qvm-create', ['--template', 'nosuch', '--label', 'red', 'newq'], /No such domain: 'nosuch'/));
   test('qvm-prefs refuses an unknown property', () => refused('qvm-prefs', ['work', 'colour', 'red'], /property.*'colour'/i));
   test('qvm-prefs refuses memory abc', () => refused('qvm-prefs', ['work', 'memory', 'abc'], /memory.*not an integer/));
@@ -57,15 +57,37 @@ describe('bad input changes nothing', { skip, concurrency: false }, () => {
   test('qvm-prefs refuses a qube as its own netvm', () => refused('qvm-prefs', ['work', 'netvm', 'work'], /netvm/));
   test('qvm-prefs refuses an AppVM as template', () => refused('qvm-prefs', ['work', 'template', 'other'], /not a TemplateVM/));
   test('qvm-prefs refuses writing a read-only property', () => refused('qvm-prefs', ['work', 'uuid', '1234'], /read-only/));
-  test('qvm-prefs refuses an unknown qube', () => refused('qvm-prefs', ['nosuch', 'memory', '400'], /No such domain/));
+  test('qvm-prefs refuses an unknown qube', () => refused('qvm-prefs', ['nosuch', 'memory', '400'], /no such domain: 'nosuch'/i));
   test('qubes-prefs refuses an AppVM as default_template', () => refused('qubes-prefs', ['default_template', 'work'], /TemplateVM/));
   test('qvm-features refuses a bad feature name', () => refused('qvm-features', ['work', 'bad name!', '1'], /Invalid name 'bad name!'/));
   test('qvm-tags refuses a bad tag name', () => refused('qvm-tags', ['work', 'add', 'bad/tag'], /Invalid name 'bad\/tag'/));
   test('qvm-volume refuses a volume that does not exist', () => refused('qvm-volume', ['info', 'work:swap'], /no volume 'swap'/));
   test('qvm-template refuses an unknown template', () => refused('qvm-template', ['install', 'windows-11'], /not known/));
 
-  test('qvm-remove refuses a template that qubes are based on, and lists them', async () => {
-    await refused('qvm-remove', ['-f', 'debian-12'], /in use by: .*other \(template\).*work \(template\)|in use by: .*work \(template\)/);
+  test('qvm-remove refuses a template that qubes are based on, and lists them as Qubes does', async () => {
+    const before = await inst.stateDump();
+    const r = await inst.cli('qvm-remove', ['-f', 'debian-12']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^VM debian-12 cannot be removed\. It is in use as:\n( - .*\n)*/);
+    assert.match(r.stderr, /\n - template for work\n/);
+    assert.match(r.stderr, /\n - template for other\n/);
+    assert.match(r.stderr, /\nqvm-remove: error: .*in use by: .*work \(template\)/);
+    assert.equal(await inst.stateDump(), before);
+  });
+
+  test('an unknown qube is a usage error (exit 2) for every tool, and `echo y | qvm-remove` reads the answer', async () => {
+    for (const [cmd, args] of [['qvm-start', ['wrok']], ['qvm-remove', ['-f', 'wrok']], ['qvm-tags', ['wrok', 'add', 't']], ['qvm-features', ['wrok', 'f', '1']]] as [string, string[]][]) {
+      const r = await inst.cli(cmd, args);
+      assert.deepEqual([r.code, r.stderr], [2, `${cmd}: error: no such domain: 'wrok'\n`]);
+    }
+    await inst.ok('qvm-create', '--label', 'red', 'doomed');
+    const no = await inst.cli('qvm-remove', ['doomed'], 'n\n');
+    assert.equal(no.code, 1);
+    assert.equal((await inst.cli('qvm-check', ['doomed'])).code, 0);
+    const yes = await inst.cli('qvm-remove', ['doomed'], 'y\n');
+    assert.equal(yes.code, 0, yes.stderr);
+    assert.equal(yes.stdout, '  doomed\n');
+    assert.equal((await inst.cli('qvm-check', ['doomed'])).code, 1);
   });
 
   test('qvm-start of a running qube says it is already running', async () => {
@@ -96,9 +118,10 @@ describe('bad input changes nothing', { skip, concurrency: false }, () => {
     }
     assert.match(ls.stdout, /other\s+Halted/);
     assert.match(ls.stderr, /other: last run: runtime died/);
-    const check = await inst.cli('qvm-check', ['--running', 'other']);
+    const check = await inst.cli('qvm-check', ['-v', '--running', 'other']);
     assert.equal(check.code, 1);
-    assert.match(check.stderr, /other: not running \(last run: runtime died/);
+    assert.match(check.stderr, /^qvm-check: None of qubes: running\n/);
+    assert.match(check.stderr, /other: last run: runtime died/);
     assert.match(inst.daemonLog, /other: runtime died/);
     await inst.ok('qvm-start', 'other');
     assert.doesNotMatch((await inst.cli('qvm-ls', ['other'])).stderr, /last run/, 'a good start clears the reason');

@@ -2,15 +2,17 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { err, runCommand } from './cli-fake-client';
+import { err, runCommand, VM_LIST } from './cli-fake-client';
+
+const LIST = { 'admin.vm.List dom0': VM_LIST + 'vault class=AppVM state=Running uuid=5\nuntrusted class=AppVM state=Running uuid=6\n' };
 
 describe('qvm-clipboard', () => {
   it('copy-from and paste-to call the clipboard methods on the named qube', async () => {
-    const c = await runCommand('qvm-clipboard', ['copy-from', 'work'], { 'admin.clipboard.CopyFrom work': 'source=work size=12 copied=2026-11-27T10:00:00.000Z' });
+    const c = await runCommand('qvm-clipboard', ['copy-from', 'work'], { ...LIST, 'admin.clipboard.CopyFrom work': 'source=work size=12 copied=2026-11-27T10:00:00.000Z' });
     assert.equal(c.code, 0, c.stderr);
-    assert.deepEqual(c.client.summary(), ['admin.clipboard.CopyFrom work']);
+    assert.deepEqual(c.client.summary(), ['admin.vm.List dom0', 'admin.clipboard.CopyFrom work']);
     assert.equal(c.stderr, 'copied 12 bytes from work to the global clipboard\n');
-    const p = await runCommand('qvm-clipboard', ['paste-to', 'vault'], { 'admin.clipboard.PasteTo vault': 'source=work size=12' });
+    const p = await runCommand('qvm-clipboard', ['paste-to', 'vault'], { ...LIST, 'admin.clipboard.PasteTo vault': 'source=work size=12' });
     assert.equal(p.code, 0, p.stderr);
     assert.equal(p.stderr, 'pasted 12 bytes from work into vault; the global clipboard is now empty\n');
   });
@@ -24,6 +26,7 @@ describe('qvm-clipboard', () => {
 
   it('a refused paste is one line and exit 1', async () => {
     const r = await runCommand('qvm-clipboard', ['paste-to', 'untrusted'], {
+      ...LIST,
       'admin.clipboard.PasteTo untrusted': err('PermissionDenied', 'policy denies the paste from work into untrusted: denied by policy'),
     });
     assert.equal(r.code, 1);

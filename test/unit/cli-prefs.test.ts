@@ -1,4 +1,4 @@
-// qvm-prefs / qubes-prefs, qvm-features and qvm-tags: the exact calls they send and what they print,
+// qvm-prefs / qubes-prefs (qvm-features and qvm-tags: cli-qvm-tags-features): the calls they send and what they print,
 // including the aligned `name  D|-|U  value` listing and the exit codes scripts rely on.
 
 import assert from 'node:assert/strict';
@@ -115,63 +115,5 @@ describe('qubes-prefs', () => {
     ]);
     assert.equal((await runCommand('qubes-prefs', ['default_netvm'], replies)).stdout, 'sys-firewall\n');
     assert.deepEqual((await runCommand('qubes-prefs', ['-D', 'default_netvm'], replies)).client.summary(), ['admin.property.Reset dom0 default_netvm']);
-  });
-});
-
-describe('qvm-features', () => {
-  it('lists features as an aligned NAME  VALUE table', async () => {
-    const r = await runCommand('qvm-features', ['work'], {
-      'admin.vm.feature.List work': 'service.cups\ngui\ninternal\n',
-      'admin.vm.feature.Get work service.cups': '1',
-      'admin.vm.feature.Get work gui': '',
-      'admin.vm.feature.Get work internal': '1',
-    });
-    assert.equal(r.stdout, 'service.cups  1\ngui\ninternal      1\n');
-  });
-
-  it('prints a value, or exits 1 silently when the feature is not set', async () => {
-    const set = await runCommand('qvm-features', ['work', 'gui'], { 'admin.vm.feature.Get work gui': '1' });
-    assert.equal(set.stdout, '1\n');
-    assert.equal(set.code, 0);
-    const unset = await runCommand('qvm-features', ['work', 'os'], { 'admin.vm.feature.Get': err('QubesFeatureNotFoundError', "Feature not set: 'os'") });
-    assert.equal(unset.code, 1);
-    assert.equal(unset.stdout + unset.stderr, '');
-  });
-
-  it('sets with feature.Set and unsets with feature.Remove (missing is fine)', async () => {
-    const s = await runCommand('qvm-features', ['work', 'service.cups', '1'], { 'admin.vm.feature.Set': '' });
-    assert.deepEqual(s.client.calls, [{ method: 'admin.vm.feature.Set', dest: 'work', arg: 'service.cups', payload: '1' }]);
-    for (const flag of ['-D', '--unset', '--default', '--delete']) {
-      const u = await runCommand('qvm-features', ['work', 'service.cups', flag], { 'admin.vm.feature.Remove': err('QubesFeatureNotFoundError', 'x') });
-      assert.equal(u.code, 0, flag);
-      assert.deepEqual(u.client.summary(), ['admin.vm.feature.Remove work service.cups']);
-    }
-  });
-});
-
-describe('qvm-tags', () => {
-  it('lists tags sorted, by default and with list/ls/l', async () => {
-    for (const argv of [['work'], ['work', 'list'], ['work', 'ls'], ['work', 'l']]) {
-      const r = await runCommand('qvm-tags', argv, { 'admin.vm.tag.List work': 'work-related\ncreated-by-dom0\n' });
-      assert.equal(r.stdout, 'created-by-dom0\nwork-related\n');
-    }
-  });
-
-  it('`list TAG` exits 0 and prints the tag if set, exits 1 silently if not', async () => {
-    const yes = await runCommand('qvm-tags', ['work', 'list', 'audit'], { 'admin.vm.tag.Get work audit': '1' });
-    assert.deepEqual([yes.code, yes.stdout], [0, 'audit\n']);
-    const no = await runCommand('qvm-tags', ['work', 'l', 'audit'], { 'admin.vm.tag.Get work audit': '0' });
-    assert.deepEqual([no.code, no.stdout, no.stderr], [1, '', '']);
-  });
-
-  it('adds and removes several tags with tag.Set / tag.Remove', async () => {
-    const add = await runCommand('qvm-tags', ['work', 'add', 'a', 'b'], { 'admin.vm.tag.Set': '' });
-    assert.deepEqual(add.client.summary(), ['admin.vm.tag.Set work a', 'admin.vm.tag.Set work b']);
-    const del = await runCommand('qvm-tags', ['work', 'unset', 'a', 'gone'], {
-      'admin.vm.tag.Remove work a': '',
-      'admin.vm.tag.Remove work gone': err('QubesTagNotFoundError', "Tag not set: 'gone'"),
-    });
-    assert.equal(del.code, 0);
-    assert.deepEqual(del.client.summary(), ['admin.vm.tag.Remove work a', 'admin.vm.tag.Remove work gone']);
   });
 });

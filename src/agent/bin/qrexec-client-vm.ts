@@ -2,11 +2,12 @@
 
 import { qrexecClientVm } from '../qrexec-client-vm';
 import { EXIT_QREXEC_PROBLEM } from '../../qrexec/client';
+import { errorText } from '../../core/error-text';
 
 qrexecClientVm(process.argv.slice(2)).then(
   (code) => process.exit(code),
-  (e: Error) => {
-    process.stderr.write(`qrexec-client-vm: ${e.message}\n`);
+  (e: unknown) => {
+    process.stderr.write(`qrexec-client-vm: ${errorText(e)}\n`);
     process.exit(EXIT_QREXEC_PROBLEM);
   },
 );

@@ -2,6 +2,7 @@
 // qvm-move or qvm-move-to-vm (the wrappers in /usr/local/bin pass it).
 
 import { isCopyTool, qvmCopy } from '../qvm-copy';
+import { errorText } from '../../core/error-text';
 
 const [tool, ...rest] = process.argv.slice(2);
 if (!isCopyTool(tool)) {
@@ -10,8 +11,8 @@ if (!isCopyTool(tool)) {
 }
 qvmCopy(tool, rest).then(
   (code) => process.exit(code),
-  (e: Error) => {
-    process.stderr.write(`${tool}: ${e.message}\n`);
+  (e: unknown) => {
+    process.stderr.write(`${tool}: ${errorText(e)}\n`);
     process.exit(125);
   },
 );

@@ -1,6 +1,7 @@
 // Entry of the in-qube qvm-open-in-vm bundle: `qvm-open-in-vm.js TOOL ARGS…` (qvm-open-in-vm or qvm-open-in-dvm).
 
 import { isOpenTool, qvmOpenInVm } from '../open/qvm-open-in-vm';
+import { errorText } from '../../core/error-text';
 
 const [tool, ...rest] = process.argv.slice(2);
 if (!isOpenTool(tool)) {
@@ -9,8 +10,8 @@ if (!isOpenTool(tool)) {
 }
 qvmOpenInVm(tool, rest).then(
   (code) => process.exit(code),
-  (e: Error) => {
-    process.stderr.write(`${tool}: ${e.message}\n`);
+  (e: unknown) => {
+    process.stderr.write(`${tool}: ${errorText(e)}\n`);
     process.exit(125);
   },
 );

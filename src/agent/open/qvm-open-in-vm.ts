@@ -8,6 +8,7 @@ import path from 'path';
 import type { PassThrough } from 'stream';
 import { EXIT_REFUSED, callWithStreams } from '../qrexec-client-vm';
 import { encodeNameBlock, isUrl } from './open-request';
+import { errorText } from '../../core/error-text';
 
 export type OpenTool = 'qvm-open-in-vm' | 'qvm-open-in-dvm';
 
@@ -19,8 +20,13 @@ export async function qvmOpenInVm(tool: OpenTool, argv: string[]): Promise<numbe
   const viewOnly = argv.includes('--view-only');
   const args = argv.filter((a) => a !== '--view-only');
   const dvm = tool === 'qvm-open-in-dvm';
+  const usage = `usage: ${tool} [--view-only] ${dvm ? '' : 'VMNAME '}FILE|URL\n`;
+  if (args.includes('-h') || args.includes('--help')) {
+    process.stdout.write(`${usage}\nOpen FILE or URL in ${dvm ? 'a new disposable qube' : 'the qube VMNAME'}; an edited file comes back here.\n`);
+    return 0;
+  }
   if (args.length !== (dvm ? 1 : 2) || args.some((a) => a.startsWith('-'))) {
-    process.stderr.write(`usage: ${tool} [--view-only] ${dvm ? '' : 'VMNAME '}FILE|URL\n`);
+    process.stderr.write(usage);
     return 2;
   }
   const target = dvm ? '@dispvm' : args[0];
@@ -32,7 +38,7 @@ export async function qvmOpenInVm(tool: OpenTool, argv: string[]): Promise<numbe
       if (!statSync(what).isFile()) throw new Error('not a regular file');
       block = encodeNameBlock(path.basename(what), viewOnly);
     } catch (e) {
-      process.stderr.write(`${tool}: ${what}: ${(e as Error).message}\n`);
+      process.stderr.write(`${tool}: ${(e as NodeJS.ErrnoException).code ? errorText(e) : `${what}: ${errorText(e)}`}\n`);
       return 1;
     }
   }

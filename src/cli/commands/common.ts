@@ -1,11 +1,14 @@
 // Plumbing shared by the qvm-* commands: their dependencies, commander set-up, the error policy,
 // --all/--exclude target resolution and parsers for the Admin API's text replies.
 
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ADMIN_METHODS, isAdminMethod, type AdminMethod } from '../../core/admin-methods';
 import type { AdminEvent } from '../../core/admin-wire';
 import { QubesError, type QubesErrorCode } from '../../core/errors';
 import type { CallOptions } from '../admin-client';
+import { errorText } from '../../core/error-text';
 
 /** What the CLI needs of AdminClient; tests pass a fake that records calls. */
 export interface AdminClientLike {
@@ -19,7 +22,10 @@ export interface CliDeps {
   stderr: (s: string) => void;
   /** stdin and stderr are a terminal: questions may be asked, progress bars drawn. */
   isTTY: boolean;
-  /** Asks one question on the terminal and returns the answer line (used only when isTTY). */
+  /**
+   * Asks one question and returns the answer line read from stdin, a terminal or not (as Python's
+   * input(), so `echo y | qvm-remove work` works); '' at the end of input.
+   */
   prompt?: (question: string) => Promise<string>;
   /** Width of the terminal, for the progress bar. */
   columns?: number;
@@ -39,30 +45,74 @@ const increase = (_v: unknown, prev: number): number => prev + 1;
 
 /** What `--version` prints, as Qubes' tools print their package's name, version and licence. */
 export function versionText(name: string): string {
-  let version = '0';
-  try {
-    version = (require('../../../../package.json') as { version: string }).version;
-  } catch {
-    // Run from an unusual tree: the version is informative only.
+  return `${name} (Isola: Qubes OS's model of security by isolation) ${packageVersion()}\nLicense: GPL-2.0-or-later`;
+}
+
+let cachedVersion: string | undefined;
+
+/**
+ * Isola's version from its package.json, found upwards from this file (src/ or dist/src/): read,
+ * not imported, so that the CLI does not depend on a file outside src/.
+ */
+function packageVersion(): string {
+  if (cachedVersion !== undefined) return cachedVersion;
+  cachedVersion = '0';
+  for (let dir = __dirname, i = 0; i < 5; i++, dir = path.dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'isola' && typeof pkg.version === 'string') return (cachedVersion = pkg.version);
+    } catch {
+      // Not here: one level up. Run from an unusual tree, the version is informative only.
+    }
   }
-  return `${name} (Isola: Qubes OS's model of security by isolation) ${version}\nLicense: GPL-2.0-or-later`;
+  return cachedVersion;
 }
 
 /** commander's parse errors in argparse's words, as Qubes' tools print them. */
 export function argparseWording(untrustedMessage: string): string {
   const m = untrustedMessage.replace(/^error: /, '');
+  const names = (flags: string) => flags.replace(/, /g, '/');
   let r: RegExpExecArray | null;
   if ((r = /^missing required argument '([^']*)'/.exec(m))) return `the following arguments are required: ${r[1]}`;
+  if ((r = /^required option '([^']*?)(?: <[^>]*>| \[[^\]]*\])?' not specified/.exec(m))) return `the following arguments are required: ${names(r[1])}`;
   if ((r = /^unknown option '([^']*)'/.exec(m))) return `unrecognized arguments: ${r[1]}`;
   if ((r = /^too many arguments(?: for '[^']*')?\. Expected \d+ arguments? but got \d+\.?/.exec(m))) return 'unrecognized arguments';
-  if ((r = /^option '([^']*?)(?: <[^>]*>| \[[^\]]*\])?' argument missing/.exec(m))) return `argument ${r[1].replace(/, /g, '/')}: expected one argument`;
-  if ((r = /^option '([^']*?)(?: <[^>]*>)?' argument '([^']*)' is invalid\. Allowed choices are (.*)\.$/.exec(m))) {
-    return `argument ${r[1].replace(/, /g, '/')}: invalid choice: ${pyRepr(r[2])} (choose from ${r[3].split(', ').map(pyRepr).join(', ')})`;
+  if ((r = /^option '([^']*?)(?: <[^>]*>| \[[^\]]*\])?' argument missing/.exec(m))) return `argument ${names(r[1])}: expected one argument`;
+  if ((r = /^option '([^']*?)(?: <[^>]*>| \[[^\]]*\])?' argument '([^']*)' is invalid\. Allowed choices are (.*)\.$/.exec(m))) {
+    return `argument ${names(r[1])}: invalid choice: ${pyRepr(r[2])} (choose from ${r[3].split(', ').map(pyRepr).join(', ')})`;
   }
-  if ((r = /^option '([^']*?)(?: <[^>]*>)?' cannot be used with option '([^']*?)(?: <[^>]*>)?'/.exec(m))) {
-    return `argument ${r[1].replace(/, /g, '/')}: not allowed with argument ${r[2].replace(/, /g, '/')}`;
+  if ((r = /^option '([^']*?)(?: <[^>]*>| \[[^\]]*\])?' argument '([^']*)' is invalid\.\s*(.*)$/.exec(m))) {
+    return `argument ${names(r[1])}: ${r[3] || `invalid value: ${pyRepr(r[2])}`}`;
+  }
+  if ((r = /^command-argument value '([^']*)' is invalid for argument '([^']*)'\.\s*(.*)$/.exec(m))) {
+    return `argument ${r[2]}: ${r[3] || `invalid value: ${pyRepr(r[1])}`}`;
+  }
+  if ((r = /^option '([^']*?)(?: <[^>]*>| \[[^\]]*\])?' cannot be used with option '([^']*?)(?: <[^>]*>| \[[^\]]*\])?'/.exec(m))) {
+    return `argument ${names(r[1])}: not allowed with argument ${names(r[2])}`;
   }
   return m;
+}
+
+/** The parts of commander's Command that newProgram rewords (not in its public typings). */
+interface CommandInternals {
+  missingArgument(name: string): void;
+  _excessArguments(received: string[]): void;
+}
+
+/**
+ * argparse names every missing positional at once (`required: VMNAME, NEWVM`) and the extra
+ * words (`unrecognized arguments: a b`); commander names only the first, so its two checks are
+ * replaced on the program.
+ */
+export function argparseArityErrors(p: Command): void {
+  const internals = p as unknown as CommandInternals;
+  internals.missingArgument = () => {
+    const missing = p.registeredArguments.filter((a, i) => a.required && p.args[i] == null).map((a) => a.name());
+    p.error(`error: the following arguments are required: ${missing.join(', ')}`, { code: 'commander.missingArgument' });
+  };
+  internals._excessArguments = (received: string[]) => {
+    p.error(`error: unrecognized arguments: ${received.slice(p.registeredArguments.length).join(' ')}`, { code: 'commander.excessArguments' });
+  };
 }
 
 /**
@@ -83,6 +133,7 @@ export function newProgram(name: string, description: string, deps: CliDeps, opt
       writeErr: deps.stderr,
       outputError: (s, write) => write(`${name}: error: ${argparseWording(s.trimEnd().split('\n').join(' '))}\n`),
     });
+  argparseArityErrors(p);
   if (opts.verbosity !== false) {
     p.option('-v, --verbose', 'increase verbosity', increase, 0).option('-q, --quiet', 'decrease verbosity', increase, 0);
   }
@@ -105,8 +156,7 @@ export function reportError(command: string, e: unknown, deps: CliDeps): number 
     deps.stderr(`${command}: error: ${oneLine(e.message)}\n`);
     return 2;
   }
-  const message = e instanceof Error ? e.message : String(e);
-  deps.stderr(`${command}: error: ${oneLine(message) || 'unknown error'}\n`);
+  deps.stderr(`${command}: error: ${oneLine(errorText(e)) || 'unknown error'}\n`);
   return 1;
 }
 
@@ -146,38 +196,56 @@ export function hasWildcard(s: string): boolean {
   return /[*?[\]!]/.test(s);
 }
 
-/** Python's fnmatch.fnmatchcase: `*`, `?`, `[seq]`, `[!seq]`, matched against the whole name. */
+/**
+ * Python's fnmatch.fnmatchcase: `*`, `?`, `[seq]`, `[!seq]` (ranges included; a reversed range
+ * matches nothing, as in Python), matched against the whole name. Never throws, whatever the pattern.
+ */
 export function fnmatch(name: string, pattern: string): boolean {
+  const esc = (c: string) => c.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
   let re = '';
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i];
     if (c === '*') re += '.*';
     else if (c === '?') re += '.';
     else if (c === '[') {
-      const close = pattern.indexOf(']', i + (pattern[i + 1] === '!' ? 2 : 1) + 1);
+      // As Python: a `]` right after `[` or `[!` belongs to the set; no closing `]` makes `[` literal.
+      let j = i + 1;
+      if (pattern[j] === '!') j++;
+      if (pattern[j] === ']') j++;
+      const close = pattern.indexOf(']', j);
       if (close < 0) {
         re += '\\[';
         continue;
       }
-      let set = pattern.slice(i + 1, close);
-      if (set.startsWith('!')) set = '^' + set.slice(1);
-      re += `[${set.replace(/[\\\]]/g, '\\$&')}]`;
+      let body = pattern.slice(i + 1, close);
+      const negate = body.startsWith('!');
+      if (negate) body = body.slice(1);
+      let set = '';
+      for (let k = 0; k < body.length; k++) {
+        if (body[k + 1] === '-' && k + 2 < body.length) {
+          if (body[k] <= body[k + 2]) set += `${esc(body[k])}-${esc(body[k + 2])}`;
+          k += 2;
+        } else set += esc(body[k]);
+      }
+      re += set ? `[${negate ? '^' : ''}${set}]` : negate ? '.' : '(?!)';
       i = close;
-    } else re += c.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+    } else re += esc(c);
   }
   return new RegExp(`^${re}$`, 's').test(name);
 }
 
 /**
  * VMNAME arguments as Qubes' VmNameAction resolves them: patterns expand to the matching qubes in
- * listing order, plain names are kept once each, and a name that matches no qube is a usage error.
+ * name order, plain names are kept once each, and a name that matches no qube is a usage error.
  */
 export function expandVmNames(all: readonly QubeEntry[], args: readonly string[]): QubeEntry[] {
   const byName = new Map(all.map((q) => [q.name, q]));
+  // Qubes' collection iterates its qubes sorted by name, so a pattern's matches come in that order.
+  const sorted = [...all].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const out: string[] = [];
   for (const arg of args) {
     if (hasWildcard(arg)) {
-      for (const q of all) if (!out.includes(q.name) && fnmatch(q.name, arg)) out.push(q.name);
+      for (const q of sorted) if (!out.includes(q.name) && fnmatch(q.name, arg)) out.push(q.name);
     } else if (!out.includes(arg)) out.push(arg);
   }
   return out.map((n) => {
@@ -192,6 +260,16 @@ export async function resolveVm(deps: CliDeps, name: string): Promise<QubeEntry>
   const q = (await listQubes(deps.client)).find((e) => e.name === name);
   if (!q) throw noSuchDomain(name);
   return q;
+}
+
+/**
+ * A VMNAME of a one-qube tool (qvm-clone, qvm-tags, qvm-features): as Qubes' nargs=1 VmNameAction,
+ * a pattern is expanded and its first match (in listing order) is the qube.
+ */
+export async function resolveFirstVm(deps: CliDeps, name: string): Promise<QubeEntry> {
+  const matches = expandVmNames(await listQubes(deps.client), [name]);
+  if (matches.length === 0) throw noSuchDomain(name);
+  return matches[0];
 }
 
 // ---- --all / --exclude

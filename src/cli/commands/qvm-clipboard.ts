@@ -2,7 +2,7 @@
 // buttons for the same Admin API calls). copy-from reads a qube's clipboard into the global one;
 // paste-to hands it to another qube if policy qubes.ClipboardPaste allows, and empties it.
 
-import { parseTokens, UsageError, newProgram, type CliDeps } from './common';
+import { parseTokens, resolveVm, UsageError, newProgram, type CliDeps } from './common';
 
 export const description = "Copy a qube's clipboard to the global clipboard, or paste it into another qube.";
 
@@ -17,6 +17,7 @@ export async function run(argv: string[], deps: CliDeps): Promise<number> {
   if (!['copy-from', 'paste-to', 'show', 'clear'].includes(action)) throw new UsageError(`invalid action '${action}' (choose from copy-from, paste-to, show, clear)`);
   if (needsVm !== Boolean(vm)) throw new UsageError(needsVm ? `${action} requires a VMNAME` : `${action} takes no VMNAME`);
   const { client } = deps;
+  if (vm !== undefined) await resolveVm(deps, vm); // an unknown qube is a usage error, as in every tool
   if (action === 'copy-from') {
     const t = parseTokens(await client.call('admin.clipboard.CopyFrom', vm));
     deps.stderr(`copied ${t.get('size')} bytes from ${vm} to the global clipboard\n`);

@@ -2,7 +2,7 @@
 // string pairs that extensions and policy read; the empty string means false.
 
 import { formatTable } from '../output';
-import { isCode, lines, newProgram, UsageError, type CliDeps } from './common';
+import { isCode, lines, newProgram, resolveFirstVm, UsageError, type CliDeps } from './common';
 
 export const description = "Manage a qube's features.";
 
@@ -18,15 +18,17 @@ export async function run(argv: string[], deps: CliDeps): Promise<number> {
     .argument('[FEATURE]', 'name of the feature')
     .argument('[VALUE]', 'new value of the feature')
     .option('-D, --unset', 'unset the feature')
-    .option('--default', 'same as --unset')
-    .option('--delete', 'same as --unset');
+    .option('--default', 'unset the feature (same as --unset)')
+    .option('--delete', 'unset the feature (same as --unset)');
   p.parse(argv, { from: 'user' });
   const o = p.opts<FeatureOptions>();
-  const [vm, feature, value] = p.args;
+  const [vmArg, feature, value] = p.args;
   const unset = Boolean(o.unset || o.default || o.delete);
   if (feature === undefined && unset) throw new UsageError('--unset requires a feature');
   if (unset && value !== undefined) throw new UsageError('cannot both set and unset a value');
+  if (feature === '') throw new UsageError('a feature name cannot be empty');
   const { client } = deps;
+  const vm = (await resolveFirstVm(deps, vmArg)).name;
 
   if (feature === undefined) {
     const names = lines(await client.call('admin.vm.feature.List', vm));

@@ -1,7 +1,8 @@
-// qvm-tags: list, query, add and remove a qube's tags (admin.vm.tag.*). `list TAG` answers by its
-// exit code (0 set, 1 not set), which is what scripts and policy authors use it for.
+// qvm-tags: list, query, add and remove a qube's tags (admin.vm.tag.*), with Qubes' commands and
+// aliases: `list [TAG]` (ls, l; the default), `add TAG...` (a, set), `del TAG` (d, unset, u; one
+// tag only, as Qubes). `list TAG` answers by its exit code (0 set, 1 not set).
 
-import { isCode, lines, newProgram, UsageError, type CliDeps } from './common';
+import { isCode, lines, newProgram, pyRepr, resolveFirstVm, UsageError, type CliDeps } from './common';
 
 export const description = "Manage a qube's tags.";
 
@@ -14,15 +15,18 @@ const MODES: Record<string, 'list' | 'add' | 'del'> = {
 export async function run(argv: string[], deps: CliDeps): Promise<number> {
   const p = newProgram('qvm-tags', description, deps)
     .argument('<VMNAME>', 'qube whose tags to manage')
-    .argument('[COMMAND]', 'list (ls, l) [TAG] | add (a, set) TAG... | del (d, unset, u) TAG...; default: list')
+    .argument('[COMMAND]', 'list (ls, l) [TAG] | add (a, set) TAG... | del (d, unset, u) TAG; default: list')
     .argument('[TAG...]', 'tags');
   p.parse(argv, { from: 'user' });
-  const [vm, command = 'list', ...tags] = p.args;
+  const [vmArg, command = 'list', ...tags] = p.args;
   const mode = MODES[command];
-  if (!mode) throw new UsageError(`invalid command '${command}' (choose from list, add, del)`);
-  if (mode === 'list' && tags.length > 1) throw new UsageError('list takes at most one tag');
-  if (mode !== 'list' && tags.length === 0) throw new UsageError(`${command} requires at least one tag`);
+  if (!mode) throw new UsageError(`argument command: invalid choice: ${pyRepr(command)} (choose from ${Object.keys(MODES).map(pyRepr).join(', ')})`);
+  // argparse's words for its sub-parsers' nargs: list '?', add '+', del 1.
+  if (mode !== 'add' && tags.length > 1) throw new UsageError(`unrecognized arguments: ${tags.slice(1).join(' ')}`);
+  if (mode !== 'list' && tags.length === 0) throw new UsageError('the following arguments are required: tag');
+  if (tags.includes('')) throw new UsageError('a tag cannot be empty');
   const { client } = deps;
+  const vm = (await resolveFirstVm(deps, vmArg)).name;
 
   if (mode === 'list' && tags.length === 1) {
     if ((await client.call('admin.vm.tag.Get', vm, { arg: tags[0] })).trim() !== '1') return 1;
@@ -41,6 +45,7 @@ export async function run(argv: string[], deps: CliDeps): Promise<number> {
     try {
       await client.call('admin.vm.tag.Remove', vm, { arg: tag });
     } catch (e) {
+      // Qubes' discard(): removing a tag that is not there is not an error.
       if (!isCode(e, 'QubesTagNotFoundError')) throw e;
     }
   }

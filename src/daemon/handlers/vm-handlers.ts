@@ -12,6 +12,7 @@ import type { Handler } from '../admin-server';
 import { systemInfo } from '../system-info';
 import { evaluateNonInteractive } from '../../policy';
 import { destQube, parseKeyValues, payloadText, type HandlerDeps } from './context';
+import { withArticle } from '../../core/grammar';
 
 /**
  * Qubes' second gate for a qube's admin.vm.List: only the qubes X for which the same policy allows
@@ -82,7 +83,7 @@ async function createQube(d: HandlerDeps, klass: QubeClass, untrustedTemplate: s
   let template: QubeRecord | undefined;
   if (templateName) {
     template = col.get(templateName);
-    if (template.klass !== 'TemplateVM') throw valueError(`'${templateName}' is a ${template.klass}, not a TemplateVM`);
+    if (template.klass !== 'TemplateVM') throw valueError(`'${templateName}' is ${withArticle(template.klass)}, not a TemplateVM`);
   }
   if (!template) throw new QubesError('QubesNoTemplateError', `${klass} '${name}' needs a template (none given and no default_template)`);
 
