@@ -70,7 +70,7 @@ async function cachedBuild(d: HandlerDeps, name: string): Promise<{ mtime: Date;
 }
 
 /** One entry as Qubes' qubes.TemplateSearch prints it: `|`-separated fields, ended by `|\n`. */
-const searchLine = (m: TemplateMeta) =>
+export const templateSearchLine = (m: TemplateMeta): string =>
   [m.name, m.epoch, m.version, m.release, m.reponame, String(m.size), m.buildtime.slice(0, 16), m.license, m.url, m.summary, m.description].join('|') + '|\n';
 
 export function templateHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
@@ -79,7 +79,7 @@ export function templateHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Ha
     // What Qubes' repository query answers: every template that can be installed, installed or not.
     'admin.template.List': async () => {
       const out: string[] = [];
-      for (const t of KNOWN_TEMPLATES) out.push(searchLine(templateMeta(t.name, await cachedBuild(d, t.name))));
+      for (const t of KNOWN_TEMPLATES) out.push(templateSearchLine(templateMeta(t.name, await cachedBuild(d, t.name))));
       return out.join('');
     },
     'admin.template.Install': async (ctx) => {
