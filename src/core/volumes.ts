@@ -78,6 +78,8 @@ export interface StoragePool {
   usage(q: QubeVolumes, volume: VolumeName): Promise<VolumeUsage>;
   /** Reverts to a kept revision (default: the previous one). Qube must be halted. */
   revert(q: QubeVolumes, volume: VolumeName, revision: string | undefined, keep: number): Promise<void>;
+  /** Empties a volume (Qubes' admin.vm.volume.Clear); the qube must be halted. */
+  clear(q: QubeVolumes, volume: VolumeName): Promise<void>;
   /** Uuids that have volumes in this pool (for garbage collection after a crash). */
   list(): Promise<string[]>;
   /** Unmounts anything left mounted for a qube (after a crash). */

@@ -50,11 +50,35 @@ export class OverlayPool implements StoragePool {
   }
 
   private async newPrivate(uuid: string): Promise<void> {
-    const tmp = path.join(this.volDir(uuid, 'private'), 'new');
-    await fs.mkdir(path.join(tmp, 'home', 'user'), { recursive: true, mode: 0o755 });
-    await fs.chown(path.join(tmp, 'home', 'user'), USER_ID, USER_ID);
+    await this.pushEmpty(uuid, 'private');
+  }
+
+  /** A new full layer holding nothing (a private one: the empty home of `user`, as at creation). */
+  private async pushEmpty(uuid: string, vol: VolumeName): Promise<void> {
+    const tmp = path.join(this.volDir(uuid, vol), 'new');
+    await fs.rm(tmp, { recursive: true, force: true });
+    await fs.mkdir(tmp, { recursive: true, mode: 0o755 });
+    if (vol === 'private') {
+      await fs.mkdir(path.join(tmp, 'home', 'user'), { recursive: true, mode: 0o755 });
+      await fs.chown(path.join(tmp, 'home', 'user'), USER_ID, USER_ID);
+    }
     await fs.chmod(tmp, 0o755);
-    await pushLayer(this.layers(uuid, 'private'), tmp, true);
+    await pushLayer(this.layers(uuid, vol), tmp, true);
+  }
+
+  /**
+   * Empties a volume of a halted qube (admin.vm.volume.Clear): a new empty full layer hides the
+   * stack, whose layers are then freed. A snapshot volume has nothing of its own to empty.
+   */
+  async clear(q: QubeVolumes, volume: VolumeName): Promise<void> {
+    const kind = volumeLayout(q.klass).find((k) => k.name === volume);
+    if (!kind) throw new Error(`no volume '${volume}'`);
+    if (kind.snapOnStart) throw new Error(`volume ${volume} is a snapshot of its source's; it is reset at every start`);
+    if (volume === 'volatile') return discard(this.volDir(q.uuid, 'volatile'));
+    // An interrupted run's changes would be committed over the empty layer at the next start.
+    await discard(path.join(this.volDir(q.uuid, volume), 'dirty'));
+    await this.pushEmpty(q.uuid, volume);
+    await collectGarbage(this.layers(q.uuid, volume));
   }
 
   async importRoot(q: QubeVolumes, fill: (dir: string) => Promise<void>): Promise<void> {

@@ -1,5 +1,6 @@
 // admin.template.* (Isola extensions): templates are built from Debian's archive with mmdebstrap
-// (cached), extracted into a new TemplateVM's root and registered. Progress arrives as events.
+// (cached), extracted into a new TemplateVM's root and registered with Qubes' `template-*`
+// features. Progress arrives as events; List answers as Qubes' repository query does.
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -8,19 +9,78 @@ import { QubesError } from '../../core/errors';
 import type { QubeRecord } from '../../core/qube';
 import { volumeLayout } from '../../core/volumes';
 import { buildTemplate, extractTemplate } from '../../storage/template-builder';
-import { KNOWN_TEMPLATES, templateRecipe } from '../../storage/template-cache';
+import { KNOWN_TEMPLATES, TEMPLATE_FORMAT_VERSION, tarballFileName, templateKey, templateRecipe } from '../../storage/template-cache';
 import type { Handler } from '../admin-server';
 import { AGENT_IN_QUBE } from '../qube-runtime-spec';
 import type { HandlerDeps } from './context';
 
+/** Where Isola's templates come from, in Qubes' `reponame` field: Debian's archive, built locally. */
+export const TEMPLATE_REPO = 'isola-debian';
+
+/** Qubes' template package metadata (qvm-template's Template tuple) for an Isola template. */
+export interface TemplateMeta {
+  name: string;
+  epoch: string;
+  version: string;
+  release: string;
+  reponame: string;
+  size: number;
+  /** UTC build time of the cached build, `YYYY-MM-DD HH:MM:SS`; '' when not built yet. */
+  buildtime: string;
+  license: string;
+  url: string;
+  summary: string;
+  description: string;
+}
+
+const utc = (d: Date) => d.toISOString().slice(0, 19).replace('T', ' ');
+
+/**
+ * EVR of a Debian build: epoch 0, version = the UTC date of the build (Debian's archive changes
+ * daily, so that is what tells two builds apart), release = Isola's template format version.
+ * A template not built yet would be built today.
+ */
+export function templateMeta(name: string, built?: { mtime: Date; size: number }): TemplateMeta {
+  const t = KNOWN_TEMPLATES.find((k) => k.name === name);
+  const date = built?.mtime ?? new Date();
+  return {
+    name,
+    epoch: '0',
+    version: date.toISOString().slice(0, 10).replace(/-/g, ''),
+    release: String(TEMPLATE_FORMAT_VERSION),
+    reponame: TEMPLATE_REPO,
+    size: built?.size ?? 0,
+    buildtime: built ? utc(built.mtime) : '',
+    license: 'DFSG-free',
+    url: 'https://www.debian.org/',
+    summary: `Isola template for ${name}`,
+    description: `${t?.description ?? name}\nBuilt from Debian ${t?.suite ?? ''} (${t?.variant ?? ''}) with: ${t?.packages.join(', ') ?? ''}`,
+  };
+}
+
+/** The cached build of a known template, if there is one (stat of its tarball). */
+async function cachedBuild(d: HandlerDeps, name: string): Promise<{ mtime: Date; size: number } | undefined> {
+  try {
+    const file = path.join(d.config.cache, 'templates', tarballFileName(name, templateKey(templateRecipe(name))));
+    const st = await fs.stat(file);
+    return { mtime: st.mtime, size: st.size };
+  } catch {
+    return undefined;
+  }
+}
+
+/** One entry as Qubes' qubes.TemplateSearch prints it: `|`-separated fields, ended by `|\n`. */
+export const templateSearchLine = (m: TemplateMeta): string =>
+  [m.name, m.epoch, m.version, m.release, m.reponame, String(m.size), m.buildtime.slice(0, 16), m.license, m.url, m.summary, m.description].join('|') + '|\n';
+
 export function templateHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
   const installing = new Set<string>();
   return {
-    'admin.template.List': () => {
-      const installed = d.collection.all().filter((q) => q.klass === 'TemplateVM');
-      const lines = installed.map((q) => `${q.name} installed ${KNOWN_TEMPLATES.find((t) => t.name === q.features['template-name'])?.description ?? 'local template'}`);
-      for (const t of KNOWN_TEMPLATES) if (!installed.some((q) => q.name === t.name)) lines.push(`${t.name} available ${t.description}`);
-      return lines.sort().join('\n') + '\n';
+    // What Qubes' repository query answers: every template that can be installed, installed or not.
+    'admin.template.List': async () => {
+      const out: string[] = [];
+      for (const t of KNOWN_TEMPLATES) out.push(templateSearchLine(templateMeta(t.name, await cachedBuild(d, t.name))));
+      return out.join('');
     },
     'admin.template.Install': async (ctx) => {
       const name = ctx.req.arg;
@@ -38,6 +98,23 @@ export function templateHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Ha
   };
 }
 
+/** The features qvm-template sets on the templates it installs (Qubes' `template-*`). */
+function templateFeatures(m: TemplateMeta, installed: Date): Record<string, string> {
+  return {
+    'template-name': m.name,
+    'template-epoch': m.epoch,
+    'template-version': m.version,
+    'template-release': m.release,
+    'template-reponame': m.reponame,
+    'template-buildtime': m.buildtime,
+    'template-installtime': utc(installed),
+    'template-license': m.license,
+    'template-url': m.url,
+    'template-summary': m.summary,
+    'template-description': m.description.replace(/\n/g, '|'),
+  };
+}
+
 async function installTemplate(d: HandlerDeps, name: string): Promise<void> {
   const col = d.collection;
   let last = -1;
@@ -49,9 +126,11 @@ async function installTemplate(d: HandlerDeps, name: string): Promise<void> {
     d.events.emit('', 'template-install-progress', { template: name, fraction: fraction.toFixed(2), stage });
   };
   const built = await buildTemplate({ name, cacheDir: path.join(d.config.cache, 'templates'), onProgress: (f, s) => progress(f * 0.8, s) });
+  const st = await fs.stat(built.tarball);
+  const meta = templateMeta(name, { mtime: st.mtime, size: st.size });
   const draft: QubeRecord = {
     qid: 0, uuid: col.newUuid(), name, klass: 'TemplateVM', props: { label: 'black' },
-    features: { 'template-name': name, os: 'Linux', 'template-cache-key': built.key.slice(0, 12) }, tags: ['created-by-dom0'],
+    features: { ...templateFeatures(meta, new Date()), os: 'Linux', 'template-cache-key': built.key.slice(0, 12) }, tags: ['created-by-dom0'],
   };
   await d.pool.create({ uuid: draft.uuid, klass: 'TemplateVM' }, {});
   try {

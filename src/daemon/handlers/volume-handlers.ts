@@ -1,5 +1,5 @@
 // admin.vm.volume.*: list, info (Qubes' key=value lines), revisions, revert, resize and
-// revisions_to_keep, with Qubes' refusals (running qube, shrinking, snapshot roots).
+// revisions_to_keep, clear (empty a volume), with Qubes' refusals (running qube, shrinking, snapshots).
 
 import type { AdminMethod } from '../../core/admin-methods';
 import { QubesError, valueError } from '../../core/errors';
@@ -46,7 +46,8 @@ export function volumeHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Hand
       const q = destQube(d, ctx);
       const k = kindOf(q, ctx.req.arg);
       const u = await d.pool.usage(d.lifecycle.volumesOf(q), k.name);
-      return u.revisions.slice(0, row(q, k.name).revisionsToKeep).map((r) => `${r.name}\n`).join('');
+      // The kept revisions, oldest first as Qubes lists them (its client reverts to the last one).
+      return u.revisions.slice(0, row(q, k.name).revisionsToKeep).reverse().map((r) => `${r.name}\n`).join('');
     },
     'admin.vm.volume.Revert': async (ctx) => {
       const q = destQube(d, ctx);
@@ -75,6 +76,35 @@ export function volumeHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Hand
       col.write(() => col.store.putVolume(q.qid, { ...r, size }));
       return '';
     },
+    'admin.vm.volume.Clear': async (ctx) => {
+      const q = destQube(d, ctx);
+      const k = kindOf(q, ctx.req.arg);
+      if (k.snapOnStart) throw valueError(`The ${k.name} volume of ${q.name} comes from its template and is reset at every start; there is nothing to clear`);
+      return d.lifecycle.locked(q, async () => {
+        halted(q, 'clear a volume');
+        try {
+          await d.pool.clear(d.lifecycle.volumesOf(q), k.name);
+        } catch (e) {
+          throw new QubesError('StoragePoolException', `Clearing volume ${k.name} of ${q.name} failed: ${(e as Error).message.split('\n')[0]}`);
+        }
+        d.events.emit(q.name, 'domain-volume-clear', { volume: k.name });
+        return '';
+      });
+    },
+    // Qubes' rw and ephemeral flags: Isola's volumes are always writable and never encrypted
+    // with a throwaway key, so only the value they already have is accepted.
+    'admin.vm.volume.Set.rw': (ctx) => {
+      const q = destQube(d, ctx);
+      const k = kindOf(q, ctx.req.arg);
+      if (parseBool(payloadText(ctx)) !== k.rw) throw valueError(`The ${k.name} volume of ${q.name} is always writable here; rw cannot be changed`);
+      return '';
+    },
+    'admin.vm.volume.Set.ephemeral': (ctx) => {
+      const q = destQube(d, ctx);
+      const k = kindOf(q, ctx.req.arg);
+      if (parseBool(payloadText(ctx))) throw valueError(`Ephemeral volumes (encrypted with a throwaway key) are not supported; ${k.name} of ${q.name} stays ephemeral=False`);
+      return '';
+    },
     'admin.vm.volume.Set.revisions_to_keep': (ctx) => {
       const q = destQube(d, ctx);
       const k = kindOf(q, ctx.req.arg);
@@ -85,4 +115,12 @@ export function volumeHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Hand
       return '';
     },
   };
+}
+
+/** Qubes' bool property parsing: True/False, yes/no, on/off, 1/0 (any case). */
+function parseBool(untrusted: string): boolean {
+  const v = untrusted.trim().toLowerCase();
+  if (['true', 'yes', 'on', '1'].includes(v)) return true;
+  if (['false', 'no', 'off', '0', ''].includes(v)) return false;
+  throw valueError(`Invalid boolean value '${untrusted.trim()}' (True or False)`);
 }
