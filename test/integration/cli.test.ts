@@ -50,11 +50,12 @@ describe('qvm-* commands against isolad', { skip, concurrency: false }, () => {
     assert.equal(deny.result, 'deny');
   });
 
-  test('qvm-ls shows the default columns with the backend', async () => {
+  test("qvm-ls shows Qubes' default columns, and the backend as VIRT-MODE", async () => {
     const out = await inst.ok('qvm-ls');
-    assert.match(out.split('\n')[0], /^NAME\s+STATE\s+CLASS\s+LABEL\s+TEMPLATE\s+NETVM\s+BACKEND$/);
-    assert.match(out, /^work\s+Halted\s+AppVM\s+blue\s+debian-12\s+-\s+sandbox$/m);
+    assert.match(out.split('\n')[0], /^NAME\s+STATE\s+CLASS\s+LABEL\s+TEMPLATE\s+NETVM$/);
+    assert.match(out, /^work\s+Halted\s+AppVM\s+blue\s+debian-12\s+-$/m);
     assert.match(out, /^dom0\s+Running\s+AdminVM\s+black/m);
+    assert.match(await inst.ok('qvm-ls', '-O', 'name,virt_mode', 'work'), /^work\s+sandbox$/m);
   });
 
   test('qvm-prefs gets, sets and resets with Qubes defaults derived from the template', async () => {

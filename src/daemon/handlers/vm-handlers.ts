@@ -9,6 +9,7 @@ import { parsePropertyValue } from '../../core/properties';
 import { CREATABLE_CLASSES, type QubeClass, type QubeRecord } from '../../core/qube';
 import { volumeLayout } from '../../core/volumes';
 import type { Handler } from '../admin-server';
+import { currentState } from '../current-state';
 import { systemInfo } from '../system-info';
 import { evaluateNonInteractive } from '../../policy';
 import { destQube, parseKeyValues, payloadText, type HandlerDeps } from './context';
@@ -47,8 +48,7 @@ export function vmHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>
     'admin.vm.Remove': (ctx) => removeQube(d, destQube(d, ctx)),
     'admin.vm.CurrentState': (ctx) => {
       const q = destQube(d, ctx);
-      const maxmem = q.klass === 'AdminVM' ? 0 : Number(col.prop(q, 'maxmem'));
-      return `mem=0 mem_static_max=${maxmem * 1024} cputime=0 power_state=${col.powerState(q)}${lastError(q)}`;
+      return currentState(col, d.config, q, lastError(q));
     },
     'admin.label.List': () => LABELS.map((l) => l.name).join('\n') + '\n',
     'admin.label.Get': (ctx) => labelOf(ctx.req.arg).color,
