@@ -143,11 +143,13 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
 }
 
 export function helpText(): string {
-  const rows = OPTIONS.map((o) => [o.names.map((n) => (o.metavar ? `${n} ${o.metavar}` : n)).join(', '), o.help]);
+  // Short names first, as every other qvm-* help (commander's) shows them.
+  const shortFirst = (names: string[]) => [...names.filter((n) => !n.startsWith('--')), ...names.filter((n) => n.startsWith('--'))];
+  const rows = OPTIONS.map((o) => [shortFirst(o.names).map((n) => (o.metavar ? `${n} ${o.metavar}` : n)).join(', '), o.help]);
   const width = Math.min(34, Math.max(...rows.map((r) => r[0].length)) + 2);
   const body = rows.map(([l, h]) => (l.length + 2 > width ? `  ${l}\n${' '.repeat(width + 2)}${h}` : `  ${l.padEnd(width)}${h}`)).join('\n');
   return [
-    'usage: qvm-run [options] VMNAME COMMAND [ARG ...]',
+    'Usage: qvm-run [options] VMNAME COMMAND [ARG ...]',
     '       qvm-run [options] --all [--exclude EXCLUDE] COMMAND [ARG ...]',
     '',
     'Run a command (or, with --service, a qrexec service) in a qube.',

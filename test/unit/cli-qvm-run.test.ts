@@ -352,7 +352,8 @@ test('parser errors in argparse words, exit 2, nothing sent', async () => {
 test('--help and --version print and exit 0 without a call', async () => {
   const h = await qvmRun(['test-vm', '--help']);
   assert.equal(h.code, 0);
-  assert.match(h.messages, /^usage: qvm-run/);
+  assert.match(h.messages, /^Usage: qvm-run /);
+  assert.match(h.messages, /-u, --user USER/);
   assert.match(h.messages, /--no-filter-escape-chars/);
   assert.equal(h.connects, 0);
   const v = await qvmRun(['--version']);
