@@ -353,7 +353,7 @@ test('--help and --version print and exit 0 without a call', async () => {
   const h = await qvmRun(['test-vm', '--help']);
   assert.equal(h.code, 0);
   assert.match(h.messages, /^Usage: qvm-run /);
-  assert.match(h.messages, /-u, --user USER/);
+  assert.match(h.messages, /-u USER, --user USER/);
   assert.match(h.messages, /--no-filter-escape-chars/);
   assert.equal(h.connects, 0);
   const v = await qvmRun(['--version']);
