@@ -101,19 +101,21 @@ function userSwitch(user: QubeUser, program: string[], log: (line: string) => vo
 export function spawnCommand(
   userName: string,
   command: string,
-  opts: { justExec: boolean; log: (line: string) => void; passwd?: string },
+  opts: { justExec: boolean; log: (line: string) => void; passwd?: string; serviceDirs?: string[]; configDirs?: string[] },
 ): SpawnResult {
-  const user = lookupUser(userName, opts.passwd);
-  if (!user) return { error: `user ${userName} does not exist in qube`, exitCode: EXIT_NOT_FOUND };
   // A qrexec service call (Qubes' `QUBESRPC SERVICE+ARG SOURCE`) runs the service itself; anything else via sh.
   let program = ['/bin/sh', '-c', command];
   let serviceEnv: Record<string, string> = {};
   if (command.startsWith('QUBESRPC ')) {
-    const svc = serviceProgram(command);
+    const svc = serviceProgram(command, opts.serviceDirs, opts.configDirs);
     if ('error' in svc || 'socket' in svc) return svc;
     program = svc.argv;
     serviceEnv = svc.env;
+    // The service's rpc-config decides over the caller (Qubes: qubes.VMRootShell is force-user=root).
+    if (svc.forceUser) userName = svc.forceUser;
   }
+  const user = lookupUser(userName, opts.passwd);
+  if (!user) return { error: `user ${userName} does not exist in qube`, exitCode: EXIT_NOT_FOUND };
   const myUid = process.getuid?.() ?? 0;
   let file = program[0];
   let args = program.slice(1);

@@ -18,13 +18,27 @@ case "$1" in
 esac
 `;
 
+/**
+ * Qubes' qubes.VMShell: a shell that reads its commands from the caller's stdin (dom0's qvm-run sends
+ * `COMMAND; exit\n` first, then its own stdin). qubes.VMRootShell is the same shell; its rpc-config
+ * below makes the agent run it as root, as Qubes' `force-user='root'` does.
+ */
+const VM_SHELL = '#!/bin/sh\nexec /bin/sh\n';
+
 /** Service name -> script. */
 export const BUILTIN_SERVICES: Record<string, string> = {
+  'qubes.VMShell': VM_SHELL,
+  'qubes.VMRootShell': VM_SHELL,
   'qubes.Filecopy': node('qfile-unpacker.js'),
   'qubes.OpenInVM': node('qubes-open.js', 'file'),
   'qubes.OpenURL': node('qubes-open.js', 'url'),
   'qubes.ClipboardCopy': `#!/bin/sh\nexec /bin/sh ${LIB}/isola-clipboard paste\n`,
   'qubes.ClipboardPaste': `#!/bin/sh\nexec /bin/sh ${LIB}/isola-clipboard copy\n`,
+};
+
+/** Service name -> Qubes' rpc-config text (/usr/lib/isola/rpc-config in the qube; the qube's own /etc/qubes/rpc-config wins). */
+export const BUILTIN_RPC_CONFIG: Record<string, string> = {
+  'qubes.VMRootShell': "force-user = 'root'\n",
 };
 
 /** File name in /usr/lib/isola -> shell script. */

@@ -21,7 +21,7 @@ import { volumeHandlers } from './handlers/volume-handlers';
 import type { HandlerDeps } from './handlers/context';
 import { clipboardHandlers } from './handlers/clipboard-handlers';
 import { GlobalClipboard } from './clipboard';
-import { BUILTIN_SCRIPTS, BUILTIN_SERVICES } from './builtin-services';
+import { BUILTIN_RPC_CONFIG, BUILTIN_SCRIPTS, BUILTIN_SERVICES } from './builtin-services';
 import { Lifecycle } from './lifecycle';
 import { stderrLogger, type Logger } from './logger';
 import { policyDir } from './policy-fs';
@@ -72,6 +72,9 @@ async function prepareDirs(cfg: DaemonConfig): Promise<void> {
   await fs.mkdir(rpc, { recursive: true, mode: 0o755 });
   for (const [service, script] of Object.entries(BUILTIN_SERVICES)) await writeScript(path.join(rpc, service), script);
   for (const [name, script] of Object.entries(BUILTIN_SCRIPTS)) await writeScript(path.join(cfg.libDir, name), script);
+  const rpcConfig = path.join(cfg.libDir, 'rpc-config');
+  await fs.mkdir(rpcConfig, { recursive: true, mode: 0o755 });
+  for (const [service, text] of Object.entries(BUILTIN_RPC_CONFIG)) await writeScript(path.join(rpcConfig, service), text);
 }
 
 async function writeScript(file: string, text: string): Promise<void> {

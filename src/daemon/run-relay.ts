@@ -1,9 +1,12 @@
 // admin.vm.Run (Isola extension; Qubes' dom0 uses qrexec-client for this): after the request
 // header the client sends one MSG_EXEC_CMDLINE / MSG_JUST_EXEC frame, isolad starts the qube if
 // asked, replies `30 00`, and splices the client onto the agent's data connection frame by frame.
+// The command is `USER:COMMAND` (run by sh) or, as qrexec-client sends it, a service call from dom0:
+// `USER:QUBESRPC SERVICE[+ARG] dom0` (what qvm-run uses: qubes.VMShell, qubes.VMRootShell, --service).
 
 import type net from 'node:net';
 import { protocolError, QubesError } from '../core/errors';
+import { splitServiceCall, serviceCallProblem } from '../policy/request';
 import { HEADER_SIZE, MAX_PAYLOAD, MSG_EXEC_CMDLINE, MSG_JUST_EXEC, parseCmdline, parseExecParams } from '../qrexec/protocol';
 import type { StreamHandler } from './admin-server';
 import type { HandlerDeps } from './handlers/context';
@@ -44,12 +47,29 @@ function readFirstFrame(sock: net.Socket, head: Buffer): Promise<{ type: number;
   });
 }
 
+/**
+ * A service call through admin.vm.Run comes from dom0 and says so: the source is always `dom0` (a
+ * caller cannot make a service believe another qube called it) and the name is checked as the qrexec
+ * router checks a qube's call. Anything else that starts with QUBESRPC is a ProtocolError.
+ */
+export function checkRunCommand(untrustedCommand: string): string {
+  if (untrustedCommand !== 'QUBESRPC' && !untrustedCommand.startsWith('QUBESRPC ')) return untrustedCommand;
+  const parts = untrustedCommand.split(' ');
+  if (parts.length !== 3) throw protocolError('a service call is QUBESRPC SERVICE[+ARG] dom0');
+  if (parts[2] !== 'dom0') throw protocolError(`a service call through admin.vm.Run comes from dom0, not '${parts[2].slice(0, 40)}'`);
+  const { service, argument } = splitServiceCall(parts[1]);
+  const problem = serviceCallProblem(service, argument);
+  if (problem) throw protocolError(problem);
+  return untrustedCommand;
+}
+
 export function runHandler(d: HandlerDeps): StreamHandler {
   return async (ctx, sock, head) => {
     const flag = ctx.req.arg;
     if (flag !== 'autostart' && flag !== 'noautostart') throw protocolError(`invalid admin.vm.Run argument '${flag}'`);
     const frame = await readFirstFrame(sock, head);
-    const { user, command } = parseCmdline(parseExecParams(frame.payload).cmdline);
+    const { user, command: untrustedCommand } = parseCmdline(parseExecParams(frame.payload).cmdline);
+    const command = checkRunCommand(untrustedCommand);
     const col = d.collection;
     const q = col.get(ctx.req.dest);
     if (q.klass === 'AdminVM') throw new QubesError('QubesVMError', 'commands run in dom0 directly, not through isolad');

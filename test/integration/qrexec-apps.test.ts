@@ -189,7 +189,9 @@ describe('qrexec applications between qubes', { skip, concurrency: false }, () =
     });
 
     test('a socket-based service gets the descriptor, then the caller\'s input; its output comes back', async () => {
-      await inst.ok('qvm-run', '-u', 'root', 'vault', `node -e "${SOCKET_SERVER}"`);
+      // qvm-run waits for its command (as Qubes'): the server goes to the background, its stdio detached
+      // (in a subshell: qubes.VMShell reads `COMMAND; exit`, and `&;` is a syntax error, as in Qubes).
+      await inst.ok('qvm-run', '-u', 'root', 'vault', `(node -e "${SOCKET_SERVER}" </dev/null >/dev/null 2>&1 &)`);
       await ok('vault', 'for i in $(seq 50); do test -S /etc/qubes-rpc/test.Socket && exit 0; sleep 0.1; done; exit 1');
       const r = await inQube('work', 'printf hello | qrexec-client-vm vault test.Socket+arg1');
       assert.equal(r.code, 0, r.stderr);

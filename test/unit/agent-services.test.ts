@@ -85,3 +85,17 @@ test("a user's groups come from /etc/group member lists, hostile lines ignored",
   assert.deepEqual(supplementaryGroups(user, group).sort((a, b) => a - b), [27, 29, 1000]);
   assert.deepEqual(supplementaryGroups(user, path.join(root, 'missing')), [1000], 'no /etc/group: the primary group only');
 });
+
+test("a service's rpc-config force-user decides who runs it (Qubes: qubes.VMRootShell is root whoever asked)", () => {
+  const cfgQube = path.join(root, 'cfg-qube');
+  const cfgBuiltin = path.join(root, 'cfg-builtin');
+  for (const d of [cfgQube, cfgBuiltin]) mkdirSync(d);
+  writeFileSync(path.join(cfgBuiltin, 'test.Echo'), "# built-in\nforce-user = 'root'\n");
+  assert.equal((serviceProgram('QUBESRPC test.Echo+x dom0', dirs, [cfgQube, cfgBuiltin]) as { forceUser?: string }).forceUser, 'root');
+  writeFileSync(path.join(cfgQube, 'test.Echo+x'), 'wait-for-session = 1\nforce-user="alice"  # the qube says so\n');
+  assert.equal((serviceProgram('QUBESRPC test.Echo+x dom0', dirs, [cfgQube, cfgBuiltin]) as { forceUser?: string }).forceUser, 'alice', "the qube's own config comes first, SERVICE+ARG before SERVICE");
+  assert.equal((serviceProgram('QUBESRPC test.Override+ dom0', dirs, [cfgQube, cfgBuiltin]) as { forceUser?: string }).forceUser, undefined, 'no config: the caller’s user');
+  writeFileSync(path.join(cfgQube, 'test.Echo'), 'force-user = "root; rm -rf /"\n');
+  const bad = serviceProgram('QUBESRPC test.Echo+ dom0', dirs, [cfgQube, cfgBuiltin]);
+  assert.ok('error' in bad, 'a broken config does not run the service (fail closed)');
+});

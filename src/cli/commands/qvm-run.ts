@@ -1,12 +1,14 @@
-// qvm-run: runs a command in a qube through isolad (admin.vm.Run), starting the qube unless
-// --no-autostart; with --pass-io, stdin/stdout/stderr are streamed and the exit code returned.
+// qvm-run as Qubes' dom0 client does it: the command goes on stdin to the qube's qubes.VMShell
+// (qubes.VMRootShell for root), or --service names the service; qvm-run waits for it and returns its
+// exit code, printing Qubes' messages. The parser is in ../qvm-run-args, the call in ../qvm-run-io.
 
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { encodeRequest, decodeReply } from '../../core/admin-wire';
-import { EXIT_QREXEC_PROBLEM, runDataSession } from '../../qrexec/client';
-import { encodeExecParams, encodeFrame, MSG_EXEC_CMDLINE, MSG_JUST_EXEC } from '../../qrexec/protocol';
-import { addTargetOptions, newProgram, reportError, resolveTargets, UsageError, type CliDeps, type TargetOptions } from './common';
+import { isValidUserName } from '../../qrexec/protocol';
+import { parseRunArgs, helpText, type RunArgs } from '../qvm-run-args';
+import { EXIT_QREXEC_PROBLEM } from '../../qrexec/client';
+import { outputTo, runCall, StreamBrokenError, type Io, type ServiceCall } from '../qvm-run-io';
+import { checkTargets, isCode, pyRepr, reportError, resolveTargetEntries, resolveVm, UsageError, versionText, type CliDeps, type QubeEntry } from './common';
 
 export const description = 'Run a command in one or more qubes.';
 
@@ -16,90 +18,140 @@ export interface RunDeps extends CliDeps {
   stdin?: Readable;
   out?: Writable;
   err?: Writable;
+  /** Whether stdout / stderr are terminals (default: the streams' isTTY). */
+  outIsTTY?: boolean;
+  errIsTTY?: boolean;
 }
 
-interface RunOptions extends TargetOptions {
-  user?: string;
-  passIo?: boolean;
-  autostart: boolean;
+/** Python's shlex.quote, as Qubes quotes each word of `VM CMD ARG…` for qubes.VMShell. */
+export function shellQuote(word: string): string {
+  if (word === '') return "''";
+  if (!/[^\w@%+=:,./-]/.test(word)) return word;
+  return `'${word.replace(/'/g, `'"'"'`)}'`;
 }
 
-/** Quotes each word for /bin/sh, so `qvm-run VM cmd arg1 arg2` runs exactly those words. */
 export function shellJoin(words: readonly string[]): string {
-  return words.map((w) => (/^[A-Za-z0-9_./=:@%+-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(' ');
+  return words.map(shellQuote).join(' ');
 }
+
+const SERVICE_CALL_RE = /^[A-Za-z0-9._-]+(\+[A-Za-z0-9._+-]*)?$/;
+
+/** Which service runs COMMAND, as whom, and what it reads first (qvm_run.py without the vmexec feature). */
+export function serviceCallFor(a: RunArgs): Omit<ServiceCall, 'autostart'> {
+  if (a.service) {
+    if (!SERVICE_CALL_RE.test(a.cmd)) throw new UsageError(`argument COMMAND: invalid service name ${pyRepr(a.cmd)} (SERVICE or SERVICE+ARGUMENT)`);
+    // Without -p Qubes' dom0 starts the service and does not wait for it (qrexec-client -e).
+    return { user: a.user ?? 'DEFAULT', service: a.cmd, prefix: null, justExec: !a.passio };
+  }
+  // Several words (or --no-shell): each is quoted, so the shell runs exactly that argv.
+  const shellCmd = a.cmdArgs.length > 0 || a.noShell ? shellJoin([a.cmd, ...a.cmdArgs]) : a.cmd;
+  const prefix = Buffer.from(`${shellCmd.replace(/\n+$/, '')}; exit\n`);
+  if (a.user === 'root') return { user: 'DEFAULT', service: 'qubes.VMRootShell', prefix, justExec: false };
+  return { user: a.user ?? 'DEFAULT', service: 'qubes.VMShell', prefix, justExec: false };
+}
+
+const isTTY = (s: unknown) => (s as { isTTY?: boolean } | undefined)?.isTTY === true;
+/** Python truthiness of a colour option: a given non-empty value. */
+const colour = (c: string | false | undefined): string | undefined => (c ? c : undefined);
 
 export async function run(argv: string[], deps: RunDeps): Promise<number> {
-  const p = addTargetOptions(newProgram('qvm-run', description, deps))
-    .usage('[options] VMNAME COMMAND [ARG...] | --all [options] COMMAND')
-    .argument('<ARGS...>', 'qube name (unless --all) and the command')
-    .option('-u, --user <USER>', "run as USER (default: the qube's default_user)")
-    .option('-p, --pass-io', 'pass stdin/stdout/stderr through and return the exit code')
-    .option('-n, --no-autostart', 'do not start the qube if it is not running')
-    .option('--no-auto', 'alias of --no-autostart')
-    .passThroughOptions();
-  p.parse(argv, { from: 'user' });
-  const o = p.opts<RunOptions & { auto?: boolean }>();
-  const args = [...p.args];
-  const names = o.all ? [] : [args.shift()!];
-  if (args.length === 0) throw new UsageError('a COMMAND is required');
-  const command = args.length === 1 ? args[0] : shellJoin(args);
-  const targets = await resolveTargets(deps, names, o);
-  if (o.passIo && targets.length > 1) throw new UsageError('--pass-io can be used with one qube only');
-  const autostart = o.autostart !== false && o.auto !== false;
+  const a = parseRunArgs(argv);
+  if (a.help) {
+    deps.stdout(helpText());
+    return 0;
+  }
+  if (a.version) {
+    deps.stdout(`${versionText('qvm-run')}\n`);
+    return 0;
+  }
+  const out = deps.out ?? process.stdout;
+  const err = deps.err ?? process.stderr;
+  const outTTY = deps.outIsTTY ?? isTTY(out);
+  const errTTY = deps.errIsTTY ?? isTTY(err);
+  const filterEsc = a.filterEsc ?? outTTY;
+  let colorOutput = a.colorOutput;
+  let colorStderr = a.colorStderr;
+  if (a.passio) {
+    if (colorOutput === undefined && filterEsc) colorOutput = '31';
+    if (colorStderr === undefined && errTTY) colorStderr = '31';
+  }
+  // Qubes' parser errors, all before any call to isolad.
+  if (a.localcmd !== undefined && !a.passio) throw new UsageError('--localcmd have no effect without --pass-io');
+  if (colour(colorOutput) && !filterEsc) throw new UsageError('--color-output must be used with --filter-escape-chars');
+  if (a.service && a.noShell) throw new UsageError('--no-shell does not apply to --service');
+  if (a.user !== undefined && !isValidUserName(a.user)) throw new UsageError(`argument --user/-u: invalid user name ${pyRepr(a.user)}`);
+  const call = serviceCallFor(a);
+  const targetOpts = { all: a.all, exclude: a.exclude };
+  checkTargets(a.all ? [] : [a.vmname!], targetOpts);
+
+  let targets: QubeEntry[] = a.all ? await resolveTargetEntries(deps, [], targetOpts) : [await resolveVm(deps, a.vmname!)];
+  if (targets.length > 1 && a.passio && a.localcmd === undefined) {
+    throw new UsageError('--passio cannot be used when more than 1 qube is chosen and no --localcmd is used');
+  }
+  const verbose = a.verbose - a.quiet + (a.passio ? 0 : 1);
+  if (a.all) targets = await runningForAll(deps, targets);
+  if (!deps.connect) throw new Error('qvm-run needs a connection to isolad');
+  const connect = deps.connect;
+  const errColour = colour(colorStderr);
+  const say = (msg: string) => deps.stderr(errColour ? `\x1b[0m${msg}\x1b[0;${errColour}m\n` : `${msg}\n`);
+  if (a.gui && 1 + a.verbose - a.quiet > 0) say(`qvm-run: note: qubes have no GUI yet; running '${a.cmd}' without one`);
+
+  const io: Io = !a.passio
+    ? { kind: 'discard' }
+    : a.localcmd !== undefined
+      ? { kind: 'local', command: a.localcmd, stderr: outputTo(err, filterEsc || errTTY) }
+      : { kind: 'pass', stdin: deps.stdin ?? process.stdin, stdout: outputTo(out, filterEsc), stderr: outputTo(err, filterEsc || errTTY) };
+  const outColour = colour(colorOutput);
+  if (outColour) out.write(`\x1b[0;${outColour}m`);
+  if (errColour) deps.stderr(`\x1b[0;${errColour}m`);
   let code = 0;
-  for (const vm of targets) {
-    try {
-      code = Math.max(code, await runOne(deps, vm, o.user ?? 'DEFAULT', command, Boolean(o.passIo), autostart));
-    } catch (e) {
-      code = Math.max(code, reportError('qvm-run', e, deps));
+  try {
+    // Started one after the other, then waited for in order (as Qubes' procs list): --all runs in parallel.
+    const running: [string, Promise<number[] | null>][] = [];
+    for (const vm of targets) {
+      if (!a.autostart && (vm.state === 'Halted' || vm.state === 'NA')) {
+        if (verbose > 0) say(`Qube '${vm.name}' not started`);
+        code = Math.max(code, 1);
+        continue;
+      }
+      if (verbose > 0) say(`Running '${a.cmd}' on ${vm.name}`);
+      const done = runCall(connect, vm.name, { ...call, autostart: a.autostart }, io).catch((e: unknown) => {
+        // The stream broke after the start: Qubes' qrexec exit code. A refusal by isolad: one line, exit 1.
+        if (e instanceof StreamBrokenError) {
+          deps.stderr(`qvm-run: error: ${vm.name}: ${e.message}\n`);
+          return [EXIT_QREXEC_PROBLEM];
+        }
+        code = Math.max(code, reportError('qvm-run', e, deps));
+        return null;
+      });
+      running.push([vm.name, done]);
     }
+    for (const [vm, done] of running) {
+      const codes = await done;
+      for (const c of codes ?? []) {
+        if (c && verbose > 0) say(`${vm}: command failed with code: ${c}`);
+        code = Math.max(code, c);
+      }
+    }
+  } finally {
+    if (outColour) out.write('\x1b[0m');
+    if (errColour) deps.stderr('\x1b[0m');
   }
   return code;
 }
 
-async function runOne(deps: RunDeps, vm: string, user: string, command: string, passIo: boolean, autostart: boolean): Promise<number> {
-  if (!deps.connect) throw new Error('qvm-run needs a connection to isolad');
-  const sock = await deps.connect();
-  sock.write(encodeRequest({ method: 'admin.vm.Run', arg: autostart ? 'autostart' : 'noautostart', dest: vm, payload: Buffer.alloc(0) }));
-  const params = encodeExecParams({ connectDomain: 0, connectPort: 0, cmdline: `${user}:${command}` });
-  sock.write(encodeFrame(passIo ? MSG_EXEC_CMDLINE : MSG_JUST_EXEC, params));
-  const head = await readReplyHead(sock);
-  if (!passIo) {
-    sock.destroy();
-    return 0;
+/** Qubes' --all: only qubes already running, not paused, and not internal (feature `internal`). */
+async function runningForAll(deps: CliDeps, qubes: QubeEntry[]): Promise<QubeEntry[]> {
+  const out: QubeEntry[] = [];
+  for (const q of qubes) {
+    if (q.state !== 'Running') continue;
+    let internal = '';
+    try {
+      internal = await deps.client.call('admin.vm.feature.Get', q.name, { arg: 'internal' });
+    } catch (e) {
+      if (!isCode(e, 'QubesFeatureNotFoundError')) throw e;
+    }
+    if (internal === '') out.push(q);
   }
-  const done = runDataSession(sock, { stdin: deps.stdin ?? process.stdin, stdout: deps.out ?? process.stdout, stderr: deps.err ?? process.stderr }, { head, log: () => undefined });
-  sock.resume();
-  return done.catch((e: Error) => {
-    deps.stderr(`qvm-run: error: ${vm}: ${e.message}\n`);
-    return EXIT_QREXEC_PROBLEM;
-  });
-}
-
-/** Waits for `30 00` (go on: data frames follow) or a whole exception reply (thrown). */
-function readReplyHead(sock: Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    let buf = Buffer.alloc(0);
-    const onData = (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      if (buf.length >= 2 && buf[0] === 0x30) {
-        sock.pause();
-        sock.off('data', onData);
-        sock.off('end', onEnd);
-        resolve(buf.subarray(2));
-      }
-    };
-    const onEnd = () => {
-      try {
-        decodeReply(buf);
-        reject(new Error('isolad closed the connection'));
-      } catch (e) {
-        reject(e);
-      }
-    };
-    sock.on('data', onData);
-    sock.on('end', onEnd);
-    sock.on('error', reject);
-  });
+  return out;
 }
