@@ -3,6 +3,9 @@
 import { Command } from 'commander';
 import { AdminClient } from '../cli/admin-client';
 
+/** `isola ask list --wait`: as long as a caller waits for an answer. */
+const WAIT_MS = 60_000;
+
 export interface AskIo {
   out: (s: string) => void;
   client?: Pick<AdminClient, 'call'>;
@@ -14,8 +17,15 @@ export function askCommand(io: AskIo, setCode: (c: number) => void): Command {
   ask
     .command('list')
     .description('pending questions: ID, calling qube, service, the target it asked for, the targets offered, the preselected one')
-    .action(async () => {
-      const rows = (await client().call('admin.qrexec.AskList', 'dom0')).split('\n').filter(Boolean).map((l) => {
+    .option('--wait', 'if no question is pending, wait for one (up to 60 s)')
+    .action(async (o: { wait?: boolean }) => {
+      let reply = await client().call('admin.qrexec.AskList', 'dom0');
+      for (const end = Date.now() + WAIT_MS; o.wait && reply === '' && Date.now() < end;) {
+        await new Promise((r) => setTimeout(r, 200));
+        reply = await client().call('admin.qrexec.AskList', 'dom0');
+      }
+      if (o.wait && reply === '') throw new Error(`no question came within ${WAIT_MS / 1000} s`);
+      const rows = reply.split('\n').filter(Boolean).map((l) => {
         const [id, source, service, def, requested, ...targets] = l.split(' ');
         return [id, source, service, requested.slice('requested='.length) || '-', targets.join(','), def.slice('default='.length) || '-'];
       });
