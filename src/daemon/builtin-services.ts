@@ -23,7 +23,9 @@ esac
  * `COMMAND; exit\n` first, then its own stdin). qubes.VMRootShell is the same shell; its rpc-config
  * below makes the agent run it as root, as Qubes' `force-user='root'` does.
  */
-const VM_SHELL = '#!/bin/sh\nexec /bin/sh\n';
+// bash, not dash: reading a script from a pipe, bash takes one byte at a time, so the caller's own
+// stdin that follows `COMMAND; exit` is left to the command; dash reads ahead and swallows it.
+const VM_SHELL = '#!/bin/sh\nif [ -x /bin/bash ]; then exec /bin/bash; fi\nexec /bin/sh\n';
 
 /** Service name -> script. */
 export const BUILTIN_SERVICES: Record<string, string> = {
