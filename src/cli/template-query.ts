@@ -3,23 +3,14 @@
 // repository query (admin.template.List, in the format of Qubes' qubes.TemplateSearch).
 
 import { isQubesError } from '../core/errors';
+import type { TemplateMeta } from '../core/template-meta';
 import type { AdminClientLike } from './commands/common';
 import { fnmatch, lines, listQubes } from './commands/common';
 
-/** Qubes' Template tuple; buildtime and installtime as `YYYY-MM-DD HH:MM:SS` ('' if unknown). */
-export interface Template {
-  name: string;
-  epoch: string;
-  version: string;
-  release: string;
-  reponame: string;
-  size: number;
-  buildtime: string;
+/** Qubes' Template tuple: the repository's metadata, and for installed ones the install time. */
+export interface Template extends TemplateMeta {
+  /** `YYYY-MM-DD HH:MM:SS` ('' if unknown). */
   installtime: string;
-  license: string;
-  url: string;
-  summary: string;
-  description: string;
 }
 
 export type TemplateState = 'installed' | 'available' | 'extra' | 'upgradable';

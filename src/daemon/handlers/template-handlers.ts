@@ -13,25 +13,10 @@ import { KNOWN_TEMPLATES, TEMPLATE_FORMAT_VERSION, tarballFileName, templateKey,
 import type { Handler } from '../admin-server';
 import { AGENT_IN_QUBE } from '../qube-runtime-spec';
 import type { HandlerDeps } from './context';
+import type { TemplateMeta } from '../../core/template-meta';
 
 /** Where Isola's templates come from, in Qubes' `reponame` field: Debian's archive, built locally. */
 export const TEMPLATE_REPO = 'isola-debian';
-
-/** Qubes' template package metadata (qvm-template's Template tuple) for an Isola template. */
-export interface TemplateMeta {
-  name: string;
-  epoch: string;
-  version: string;
-  release: string;
-  reponame: string;
-  size: number;
-  /** UTC build time of the cached build, `YYYY-MM-DD HH:MM:SS`; '' when not built yet. */
-  buildtime: string;
-  license: string;
-  url: string;
-  summary: string;
-  description: string;
-}
 
 const utc = (d: Date) => d.toISOString().slice(0, 19).replace('T', ' ');
 
