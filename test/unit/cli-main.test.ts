@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { COMMANDS, main, registerCommand } from '../../src/cli/main';
-import { err, FakeClient, runCommand } from './cli-fake-client';
+import { err, FakeClient, runCommand, VM_LIST } from './cli-fake-client';
 
 describe('qvm-* commands: help', () => {
   for (const name of Object.keys(COMMANDS)) {
@@ -94,6 +94,7 @@ describe('qvm-* commands: usage errors', () => {
 describe('qvm-* commands: daemon errors', () => {
   it('prints a QubesError once as `qvm-prefs: error: MESSAGE` and exits 1', async () => {
     const r = await runCommand('qvm-prefs', ['work', 'netvm', 'work'], {
+      'admin.vm.List dom0': VM_LIST,
       'admin.vm.property.Set work netvm': err('QubesPropertyValueError', "work: property 'netvm': a qube cannot be its own netvm"),
     });
     assert.equal(r.code, 1);
