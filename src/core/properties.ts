@@ -227,8 +227,12 @@ function inTemplate(q: QubeRecord, w: World, feature: string): boolean {
   return template !== undefined && feature in template.features;
 }
 
+const OF_CLASS = new Map<QubeClass, PropertyDef[]>();
+
 export function propertiesOf(klass: QubeClass): PropertyDef[] {
-  return PROPERTIES.filter((p) => p.classes.includes(klass));
+  let defs = OF_CLASS.get(klass);
+  if (!defs) OF_CLASS.set(klass, (defs = PROPERTIES.filter((p) => p.classes.includes(klass))));
+  return [...defs];
 }
 
 export function propertyDef(q: QubeRecord, untrustedName: string): PropertyDef {
@@ -244,7 +248,26 @@ export interface Resolved {
   unset: boolean;
 }
 
+/**
+ * Resolved values per World snapshot and record: a listing resolves every property of every qube,
+ * and the derived ones (visible_gateway, keyboard_layout…) ask the same questions again. A draft
+ * record (a value being checked) is another object, so it never sees the snapshot's answers.
+ */
+const memo = new WeakMap<World, WeakMap<QubeRecord, Map<string, Resolved>>>();
+
 export function resolveProperty(q: QubeRecord, name: string, w: World): Resolved {
+  let perWorld = memo.get(w);
+  if (!perWorld) memo.set(w, (perWorld = new WeakMap()));
+  let perQube = perWorld.get(q);
+  if (!perQube) perWorld.set(q, (perQube = new Map()));
+  const hit = perQube.get(name);
+  if (hit) return hit;
+  const r = resolveUncached(q, name, w);
+  perQube.set(name, r);
+  return r;
+}
+
+function resolveUncached(q: QubeRecord, name: string, w: World): Resolved {
   const def = propertyDef(q, name);
   const get: Getter = (other, n) => resolveProperty(other, n, w).value;
   // dom0's identity is Qubes' fixed default; other qubes' identity is set once at creation.
