@@ -94,11 +94,11 @@ export class Collection {
     return rt.state === 'running' ? 'Running' : rt.state === 'starting' ? 'Transient' : 'Halting';
   }
 
-  /** Names of qubes and global prefs that refer to q (template, netvm, default_dispvm). */
+  /** Names of qubes and global prefs that refer to q (template, netvm, the dispvm, gui and audio qubes). */
   referrers(q: QubeRecord): string[] {
     const out: string[] = [];
     for (const other of this.all()) {
-      for (const p of ['template', 'netvm', 'default_dispvm']) {
+      for (const p of ['template', 'netvm', 'default_dispvm', 'management_dispvm', 'guivm', 'audiovm']) {
         if (other.name !== q.name && other.props[p] === q.name) out.push(`${other.name} (${p})`);
       }
     }
