@@ -1,57 +1,42 @@
-// The property table of qubes: Qubes' names, types, defaults (including those derived from the
-// template or from global prefs) and validation. Pure: the caller passes a World snapshot.
+// The property table of qubes: every property Qubes' qvm-prefs lists for Isola's classes, under
+// Qubes' names, types and defaults (including those derived from the template or from global
+// prefs), and validation. Pure: the caller passes a World snapshot.
 
 import { propertyValueError, QubesError } from './errors';
 import { findLabel } from './labels';
-import { parseBool, parseInteger, type PropType } from './property-types';
+import { NET_PROPERTIES } from './net-properties';
+import {
+  bootmodeCheck, devicesDeniedCheck, kerneloptsCheck, keyboardLayoutCheck, nonNegative, positive, virtModeCheck,
+} from './property-checks';
+import { ALL, parseBool, parseInteger, VMS, type Getter, type PropertyDef, type World } from './property-types';
 import type { PropValue, QubeClass, QubeRecord } from './qube';
 import { withArticle } from './grammar';
 
-/** A read-only view of the collection, for defaults and cross-qube checks. */
-export interface World {
-  qube(name: string): QubeRecord | undefined;
-  globalProp(name: string): PropValue;
-  /** Host memory, for Qubes' maxmem default. */
-  hostMemoryMiB: number;
-}
+export type { PropertyDef, World } from './property-types';
 
-export interface PropertyDef {
-  name: string;
-  type: PropType;
-  classes: readonly QubeClass[];
-  help: string;
-  /** No default means the property may have no value (`qvm-prefs` shows `U`). */
-  default?: (q: QubeRecord, w: World) => PropValue;
-  readOnly?: boolean;
-  /** `vm`-typed properties that accept no qube (empty string). */
-  allowNone?: boolean;
-  /** Semantic checks on a parsed value; returns why it is refused. */
-  check?: (value: PropValue, q: QubeRecord, w: World) => string | undefined;
-}
-
-const VMS: readonly QubeClass[] = ['TemplateVM', 'AppVM', 'StandaloneVM', 'DispVM'];
-const ALL: readonly QubeClass[] = ['AdminVM', ...VMS];
+type DefaultFn = NonNullable<PropertyDef['default']>;
 
 /** Qubes' `_default_with_template`: the template's value, else a fixed default. */
-function fromTemplate(prop: string, fallback: (q: QubeRecord, w: World) => PropValue) {
-  return (q: QubeRecord, w: World): PropValue => {
+function fromTemplate(prop: string, fallback: DefaultFn): DefaultFn {
+  return (q, w, get) => {
     const tname = q.props.template;
     const template = typeof tname === 'string' ? w.qube(tname) : undefined;
-    return template ? resolveProperty(template, prop, w).value : fallback(q, w);
+    return template ? get(template, prop) : fallback(q, w, get);
   };
 }
 
-const positive = (v: PropValue) => (typeof v === 'number' && v > 0 ? undefined : 'must be a positive integer');
-const nonNegative = (v: PropValue) => (typeof v === 'number' && v >= 0 ? undefined : 'must be a non-negative integer');
+function qubeExists(v: PropValue, _q: QubeRecord, w: World): string | undefined {
+  return v === null || w.qube(String(v)) ? undefined : `no such qube '${v}'`;
+}
 
-function netvmCheck(v: PropValue, q: QubeRecord, w: World): string | undefined {
+function netvmCheck(v: PropValue, q: QubeRecord, w: World, get: Getter): string | undefined {
   if (v === null) return undefined;
   const target = w.qube(String(v));
   if (!target) return `no such qube '${v}'`;
   if (target.name === q.name) return 'a qube cannot be its own netvm';
-  if (!resolveProperty(target, 'provides_network', w).value) return `'${v}' does not provide network (provides_network is False)`;
+  if (target.klass === 'AdminVM' || !get(target, 'provides_network')) return `'${v}' does not provide network (provides_network is False)`;
   for (let hop = target, n = 0; n < 64; n++) {
-    const next = resolveProperty(hop, 'netvm', w).value;
+    const next = get(hop, 'netvm');
     if (next === null) return undefined;
     if (next === q.name) return `setting netvm to '${v}' would create a loop`;
     const nq = w.qube(String(next));
@@ -59,6 +44,13 @@ function netvmCheck(v: PropValue, q: QubeRecord, w: World): string | undefined {
     hop = nq;
   }
   return 'netvm chain too long';
+}
+
+/** Qubes' `_setter_provides_network`: a net qube stays one while qubes still use it. */
+function providesNetworkCheck(v: PropValue, q: QubeRecord, w: World, get: Getter): string | undefined {
+  if (v === true || !w.all) return undefined;
+  const users = w.all().filter((o) => o.name !== q.name && o.klass !== 'AdminVM' && get(o, 'netvm') === q.name);
+  return users.length ? "The qube is still used by other qubes, change theirs 'netvm' first" : undefined;
 }
 
 /** template_for_dispvms, read safely: qubes of classes without the property are never disposable templates. */
@@ -81,48 +73,72 @@ function templateCheck(v: PropValue, q: QubeRecord, w: World): string | undefine
   return undefined;
 }
 
-export const PROPERTIES: readonly PropertyDef[] = [
+const NO_GUI = 'No effect yet: Isola has no GUI domain.';
+
+const COMMON: readonly PropertyDef[] = [
   { name: 'name', type: 'str', classes: ALL, readOnly: true, help: 'User-visible name of the qube.' },
   { name: 'qid', type: 'int', classes: ALL, readOnly: true, help: 'Internal, persistent identifier of the qube.' },
   { name: 'uuid', type: 'uuid', classes: ALL, readOnly: true, help: 'UUID of the qube.' },
-  { name: 'klass', type: 'str', classes: ALL, readOnly: true, help: 'Class of the qube.' },
+  { name: 'klass', type: 'str', classes: ALL, readOnly: true, computed: true, help: 'Class of the qube.', default: (q) => q.klass },
   { name: 'label', type: 'label', classes: ALL, help: 'Colourful label assigned to the qube (its trust level).' },
-  { name: 'icon', type: 'str', classes: ALL, readOnly: true, help: 'Icon name for the qube.', default: iconOf },
+  { name: 'icon', type: 'str', classes: ALL, readOnly: true, computed: true, help: 'Icon name for the qube (freedesktop name).', default: iconOf },
   {
     name: 'template', type: 'vm', classes: ['AppVM', 'DispVM'], check: templateCheck,
     help: 'Template this qube is based on; its root filesystem comes from the template.',
   },
   {
     name: 'netvm', type: 'vm', classes: VMS, allowNone: true, check: netvmCheck,
-    default: (q, w) => (q.klass === 'TemplateVM' || resolveProperty(q, 'provides_network', w).value ? null : w.globalProp('default_netvm')),
+    default: (q, w, get) => (q.klass === 'TemplateVM' || get(q, 'provides_network') ? null : w.globalProp('default_netvm')),
     help: 'Qube that provides network to this qube, or none for an offline qube.',
   },
-  { name: 'provides_network', type: 'bool', classes: VMS, default: () => false, help: 'Whether this qube provides network to others.' },
+  { name: 'provides_network', type: 'bool', classes: VMS, default: () => false, check: providesNetworkCheck, help: 'Whether this qube provides network to others.' },
   {
     name: 'memory', type: 'int', classes: VMS, check: positive, default: fromTemplate('memory', () => 400),
-    help: 'Memory guaranteed to the qube (MiB).',
+    help: 'Memory guaranteed to the qube (MiB); the cgroup reservation of a sandbox.',
   },
   {
     name: 'maxmem', type: 'int', classes: VMS, check: nonNegative,
-    default: fromTemplate('maxmem', (q, w) => {
-      const mem = Number(resolveProperty(q, 'memory', w).value);
-      return Math.min(mem * 10, Math.floor(w.hostMemoryMiB / 2));
-    }),
-    help: 'Maximum memory the qube may use (MiB); 0 means `memory`.',
+    default: fromTemplate('maxmem', (q, w, get) => Math.min(Number(get(q, 'memory')) * 10, Math.floor(w.hostMemoryMiB / 2))),
+    help: 'Maximum memory the qube may use (MiB), the hard limit of a sandbox; 0 makes memory the limit.',
   },
-  { name: 'vcpus', type: 'int', classes: VMS, check: positive, default: fromTemplate('vcpus', () => 2), help: 'Number of virtual CPUs.' },
   {
-    name: 'virt_mode', type: 'str', classes: VMS, default: fromTemplate('virt_mode', () => 'sandbox'),
-    check: (v) => (v === 'sandbox' ? undefined : v === 'hvm' ? "virt_mode 'hvm' (the vm backend) is not available yet" : "must be 'sandbox' or 'hvm'"),
-    help: "Isolation backend: 'sandbox' (OCI sandbox, shares the host kernel) or 'hvm' (QEMU/KVM).",
+    name: 'maxmem', type: 'int', classes: ['AdminVM'], readOnly: true, default: (_q, w) => w.hostMemoryMiB,
+    help: 'Memory of the host (MiB).',
+  },
+  { name: 'vcpus', type: 'int', classes: VMS, check: positive, default: fromTemplate('vcpus', () => 2), help: 'Number of virtual CPUs (the CPU quota of a sandbox).' },
+  {
+    name: 'virt_mode', type: 'str', classes: VMS, default: fromTemplate('virt_mode', () => 'sandbox'), check: virtModeCheck,
+    normalize: (s) => s.toLowerCase(),
+    help: "Isolation backend: 'sandbox' (OCI sandbox, shares the host kernel) or 'hvm' (QEMU/KVM). Xen's 'pv' and 'pvh' do not exist here.",
   },
   {
     name: 'kernel', type: 'str', classes: VMS, default: fromTemplate('kernel', (_q, w) => w.globalProp('default_kernel')),
     check: (v) => (/^[A-Za-z0-9._-]*$/.test(String(v)) ? undefined : 'invalid kernel name'),
     help: 'Kernel used by the vm backend (the sandbox backend shares the host kernel).',
   },
+  {
+    name: 'kernelopts', type: 'str', classes: VMS, check: kerneloptsCheck,
+    default: (q, w, get) => (get(q, 'kernel') ? fromTemplate('kernelopts', () => '')(q, w, get) : ''),
+    help: 'Kernel command line of the vm backend. No effect on a sandbox (it shares the host kernel).',
+  },
+  {
+    name: 'bootmode', type: 'str', classes: VMS, check: bootmodeCheck, default: bootmodeDefault,
+    help: 'Active boot mode (boot-mode.kernelopts.<mode> features). No effect yet: no kernel is booted by a sandbox.',
+  },
+  {
+    name: 'appvm_default_bootmode', type: 'str', classes: ['TemplateVM'], check: bootmodeCheck,
+    default: (q) => q.features['boot-mode.appvm-default'] ?? 'default',
+    help: 'Default boot mode of the AppVMs based on this template. No effect yet.',
+  },
+  { name: 'debug', type: 'bool', classes: VMS, default: () => false, help: 'Turns on debugging features. No effect yet.' },
   { name: 'autostart', type: 'bool', classes: VMS, default: () => false, help: 'Start the qube when isolad starts.' },
-  { name: 'include_in_backups', type: 'bool', classes: ALL, default: () => true, help: 'Include this qube in backups by default.' },
+  {
+    name: 'include_in_backups', type: 'bool', classes: ALL,
+    default: (q, _w, get) => (q.klass === 'DispVM' ? get(q, 'auto_cleanup') !== true : true),
+    help: 'Include this qube in backups by default.',
+  },
+  { name: 'backup_timestamp', type: 'int', classes: VMS, check: nonNegative, help: 'Time of the last backup of the qube (seconds since the epoch).' },
+  { name: 'installed_by_rpm', type: 'bool', classes: VMS, default: () => false, help: "Whether the qube's image was installed from a package. Informational." },
   {
     name: 'default_user', type: 'str', classes: VMS, default: fromTemplate('default_user', () => 'user'),
     check: (v) => (/^[a-z_][a-z0-9_-]{0,31}$/.test(String(v)) ? undefined : 'invalid user name'),
@@ -148,33 +164,81 @@ export const PROPERTIES: readonly PropertyDef[] = [
     help: 'Disposable template used for @dispvm calls from this qube.',
   },
   {
-    name: 'updateable', type: 'bool', classes: ALL, readOnly: true,
+    name: 'management_dispvm', type: 'vm', classes: VMS, allowNone: true, check: dispvmTemplateCheck,
+    default: fromTemplate('management_dispvm', (_q, w) => w.globalProp('management_dispvm')),
+    help: 'Disposable template used to manage this qube. No effect yet: Isola has no management stack.',
+  },
+  { name: 'guivm', type: 'vm', classes: VMS, allowNone: true, check: qubeExists, default: (_q, w) => w.globalProp('default_guivm'), help: `Qube that shows this qube's windows. ${NO_GUI}` },
+  { name: 'audiovm', type: 'vm', classes: VMS, allowNone: true, check: qubeExists, default: (_q, w) => w.globalProp('default_audiovm'), help: 'Qube that plays this qube\'s audio. No effect yet: Isola has no audio.' },
+  {
+    name: 'keyboard_layout', type: 'str', classes: VMS, check: keyboardLayoutCheck,
+    default: (q, w, get) => {
+      const g = get(q, 'guivm');
+      const guivm = typeof g === 'string' ? w.qube(g) : undefined;
+      return guivm ? get(guivm, 'keyboard_layout') : 'us++';
+    },
+    help: `Keyboard layout (layout+variant+options). ${NO_GUI}`,
+  },
+  { name: 'keyboard_layout', type: 'str', classes: ['AdminVM'], check: keyboardLayoutCheck, default: () => 'us++', help: `Keyboard layout (layout+variant+options). ${NO_GUI}` },
+  { name: 'devices_denied', type: 'str', classes: ALL, check: devicesDeniedCheck, default: () => '', help: 'Device interface codes denied to this qube. No effect yet: Isola attaches no devices.' },
+  { name: 'stubdom_mem', type: 'int', classes: VMS, check: positive, help: 'Memory of the stub domain (MiB). No effect: Isola has no stub domains.' },
+  {
+    name: 'updateable', type: 'bool', classes: ALL, readOnly: true, computed: true,
     default: (q) => q.klass === 'TemplateVM' || q.klass === 'StandaloneVM' || q.klass === 'AdminVM',
     help: 'Whether changes to the root filesystem persist (TemplateVM, StandaloneVM).',
   },
+  { name: 'dispid', type: 'int', classes: ['DispVM'], readOnly: true, help: 'Internal, persistent identifier of the disposable.' },
+  { name: 'auto_cleanup', type: 'bool', classes: ['DispVM'], default: () => false, help: 'Remove this qube when it shuts down.' },
+  { name: 'is_preload', type: 'bool', classes: ['DispVM'], readOnly: true, computed: true, default: () => false, help: 'Whether this is a preloaded disposable (never, yet).' },
 ];
 
-const BY_NAME = new Map(PROPERTIES.map((p) => [p.name, p]));
+export const PROPERTIES: readonly PropertyDef[] = [...COMMON, ...NET_PROPERTIES];
 
-function iconOf(q: QubeRecord, w: World): PropValue {
+const BY_CLASS = new Map<string, PropertyDef>();
+for (const p of PROPERTIES) for (const k of p.classes) BY_CLASS.set(`${k}\0${p.name}`, p);
+
+function iconOf(q: QubeRecord, w: World, get: Getter): PropValue {
   const label = String(q.props.label ?? 'black');
-  const prefix =
-    q.klass === 'TemplateVM' ? 'templatevm' : q.klass === 'StandaloneVM' ? 'standalonevm' : q.klass === 'DispVM' ? 'dispvm'
-    : q.klass === 'AppVM' && q.props.template_for_dispvms === true ? 'templatevm'
-    : q.klass === 'AdminVM' ? 'adminvm' : 'appvm';
+  if (q.klass === 'AdminVM') return 'adminvm-black';
+  if (q.klass === 'TemplateVM') return `templatevm-${label}`;
+  if (q.klass === 'AppVM' && get(q, 'template_for_dispvms') === true) return `templatevm-${label}`;
   void w;
+  if (q.features.servicevm) return `servicevm-${label}`;
+  const prefix = q.klass === 'StandaloneVM' ? 'standalonevm' : q.klass === 'DispVM' ? 'dispvm' : 'appvm';
   return `${prefix}-${label}`;
 }
 
+/** Qubes' `_default_bootmode`: the active mode if its kernelopts exist, else the template's AppVM default. */
+function bootmodeDefault(q: QubeRecord, w: World, get: Getter): PropValue {
+  const known = (mode: string) => mode === 'default' || `boot-mode.kernelopts.${mode}` in q.features || inTemplate(q, w, `boot-mode.kernelopts.${mode}`);
+  const active = q.features['boot-mode.active'];
+  if (active !== undefined && known(active)) return active;
+  const t = q.props.template;
+  const template = typeof t === 'string' ? w.qube(t) : undefined;
+  if (template?.klass === 'TemplateVM') {
+    const mode = String(get(template, 'appvm_default_bootmode'));
+    if (known(mode)) return mode;
+  }
+  return 'default';
+}
+
+function inTemplate(q: QubeRecord, w: World, feature: string): boolean {
+  const t = q.props.template;
+  const template = typeof t === 'string' ? w.qube(t) : undefined;
+  return template !== undefined && feature in template.features;
+}
+
+const OF_CLASS = new Map<QubeClass, PropertyDef[]>();
+
 export function propertiesOf(klass: QubeClass): PropertyDef[] {
-  return PROPERTIES.filter((p) => p.classes.includes(klass));
+  let defs = OF_CLASS.get(klass);
+  if (!defs) OF_CLASS.set(klass, (defs = PROPERTIES.filter((p) => p.classes.includes(klass))));
+  return [...defs];
 }
 
 export function propertyDef(q: QubeRecord, untrustedName: string): PropertyDef {
-  const def = BY_NAME.get(untrustedName);
-  if (!def || !def.classes.includes(q.klass)) {
-    throw new QubesError('QubesNoSuchPropertyError', `Invalid property '${untrustedName}' of ${q.name}`);
-  }
+  const def = BY_CLASS.get(`${q.klass}\0${untrustedName}`);
+  if (!def) throw new QubesError('QubesNoSuchPropertyError', `Invalid property '${untrustedName}' of ${q.name}`);
   return def;
 }
 
@@ -185,15 +249,55 @@ export interface Resolved {
   unset: boolean;
 }
 
+/**
+ * Resolved values per World snapshot and record: a listing resolves every property of every qube,
+ * and the derived ones (visible_gateway, keyboard_layout…) ask the same questions again. A draft
+ * record (a value being checked) is another object, so it never sees the snapshot's answers.
+ */
+const memo = new WeakMap<World, WeakMap<QubeRecord, Map<string, Resolved>>>();
+
 export function resolveProperty(q: QubeRecord, name: string, w: World): Resolved {
+  let perWorld = memo.get(w);
+  if (!perWorld) memo.set(w, (perWorld = new WeakMap()));
+  let perQube = perWorld.get(q);
+  if (!perQube) perWorld.set(q, (perQube = new Map()));
+  const hit = perQube.get(name);
+  if (hit) return hit;
+  const r = resolveUncached(q, name, w);
+  perQube.set(name, r);
+  return r;
+}
+
+function resolveUncached(q: QubeRecord, name: string, w: World): Resolved {
   const def = propertyDef(q, name);
-  if (name === 'name') return { value: q.name, isDefault: false, unset: false };
-  if (name === 'qid') return { value: q.qid, isDefault: false, unset: false };
-  if (name === 'uuid') return { value: q.uuid, isDefault: false, unset: false };
-  if (name === 'klass') return { value: q.klass, isDefault: false, unset: false };
-  if (Object.prototype.hasOwnProperty.call(q.props, name)) return { value: q.props[name], isDefault: false, unset: false };
-  if (def.default) return { value: def.default(q, w), isDefault: true, unset: false };
+  const get: Getter = (other, n) => resolveProperty(other, n, w).value;
+  // dom0's identity is Qubes' fixed default; other qubes' identity is set once at creation.
+  const identityDefault = q.klass === 'AdminVM';
+  if (name === 'name') return { value: q.name, isDefault: identityDefault, unset: false };
+  if (name === 'qid') return { value: q.qid, isDefault: identityDefault, unset: false };
+  if (name === 'uuid') return { value: q.uuid, isDefault: identityDefault, unset: false };
+  if (!def.computed && Object.prototype.hasOwnProperty.call(q.props, name)) return { value: q.props[name], isDefault: false, unset: false };
+  if (def.default) return { value: def.default(q, w, get), isDefault: true, unset: false };
   return { value: null, isDefault: true, unset: true };
+}
+
+/**
+ * Why memory and maxmem of `q` cannot stand together, if they cannot: maxmem (other than 0) below
+ * memory. Qubes' core accepts it and the qube then fails to start; Isola refuses it when it is set
+ * and names it when a start meets it (a template's memory raised above a child's maxmem).
+ */
+export function memoryProblem(q: QubeRecord, w: World): string | undefined {
+  if (q.klass === 'AdminVM') return undefined;
+  const memory = Number(resolveProperty(q, 'memory', w).value);
+  const max = resolveProperty(q, 'maxmem', w);
+  const maxmem = Number(max.value);
+  if (maxmem === 0 || maxmem >= memory) return undefined;
+  return `maxmem (${maxmem}${max.isDefault ? ', its default' : ''}) can not be less than memory (${memory}); raise maxmem, or set it to 0 to make memory the limit`;
+}
+
+/** Checks that involve more than one property, on `q` as it would be after the change. */
+export function relationProblem(draft: QubeRecord, name: string, w: World): string | undefined {
+  return name === 'memory' || name === 'maxmem' ? memoryProblem(draft, w) : undefined;
 }
 
 /** Parses and validates a value for `q.name`; throws QubesPropertyValueError on bad input. */
@@ -229,9 +333,10 @@ export function parsePropertyValue(q: QubeRecord, name: string, untrusted: strin
       }
       break;
     default:
-      value = untrusted;
+      value = def.normalize ? def.normalize(untrusted) : untrusted;
   }
-  const problem = def.check?.(value, q, w);
+  const get: Getter = (other, n) => resolveProperty(other, n, w).value;
+  const problem = def.check?.(value, q, w, get) ?? relationProblem({ ...q, props: { ...q.props, [name]: value } }, name, w);
   if (problem) throw propertyValueError(q.name, name, problem);
   return value;
 }

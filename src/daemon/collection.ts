@@ -3,8 +3,8 @@
 
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { QubesError, vmNotFound } from '../core/errors';
-import { GLOBAL_PROPERTIES } from '../core/global-properties';
+import { vmNotFound } from '../core/errors';
+import { GLOBAL_PROPERTIES, resolveGlobal } from '../core/global-properties';
 import { resolveProperty, type World } from '../core/properties';
 import { DOM0_UUID, type PowerState, type PropValue, type QubeRecord } from '../core/qube';
 import type { Store } from '../store/store';
@@ -13,6 +13,7 @@ export class Collection {
   private qubes = new Map<string, QubeRecord>();
   private globals: Record<string, PropValue> = {};
   readonly hostMemoryMiB = Math.floor(os.totalmem() / 1024 / 1024);
+  readonly hostCpus = os.cpus().length;
 
   constructor(readonly store: Store) {
     this.ensureDom0();
@@ -63,10 +64,7 @@ export class Collection {
   }
 
   globalValue(name: string): { value: PropValue; isDefault: boolean } {
-    if (Object.prototype.hasOwnProperty.call(this.globals, name)) return { value: this.globals[name], isDefault: false };
-    const def = GLOBAL_PROPERTIES.find((p) => p.name === name);
-    if (!def) throw new QubesError('QubesNoSuchPropertyError', `Invalid property '${name}' of dom0`);
-    return { value: def.default, isDefault: true };
+    return resolveGlobal(name, this.globals, this.world());
   }
 
   world(): World {
@@ -74,6 +72,10 @@ export class Collection {
       qube: (n) => this.qubes.get(n),
       globalProp: (n) => this.globalValue(n).value,
       hostMemoryMiB: this.hostMemoryMiB,
+      hostCpus: this.hostCpus,
+      all: () => this.all(),
+      // Computed properties (xid, start_time) read the runtime row: there only while not halted.
+      runtime: (q) => (q.klass === 'AdminVM' ? undefined : this.store.runtime(q.qid)),
     };
   }
 
@@ -92,11 +94,11 @@ export class Collection {
     return rt.state === 'running' ? 'Running' : rt.state === 'starting' ? 'Transient' : 'Halting';
   }
 
-  /** Names of qubes and global prefs that refer to q (template, netvm, default_dispvm). */
+  /** Names of qubes and global prefs that refer to q (template, netvm, the dispvm, gui and audio qubes). */
   referrers(q: QubeRecord): string[] {
     const out: string[] = [];
     for (const other of this.all()) {
-      for (const p of ['template', 'netvm', 'default_dispvm']) {
+      for (const p of ['template', 'netvm', 'default_dispvm', 'management_dispvm', 'guivm', 'audiovm']) {
         if (other.name !== q.name && other.props[p] === q.name) out.push(`${other.name} (${p})`);
       }
     }

@@ -3,6 +3,8 @@
 
 import path from 'node:path';
 import type { QubeRuntimeSpec } from '../core/backend';
+import { QubesError } from '../core/errors';
+import { memoryProblem } from '../core/properties';
 import type { QubeRecord } from '../core/qube';
 import type { StartedVolumes } from '../core/volumes';
 import type { Collection } from './collection';
@@ -32,6 +34,9 @@ export function qrexecClientDir(cfg: DaemonConfig, q: QubeRecord): string {
 export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeRecord, vols: StartedVolumes): QubeRuntimeSpec {
   const memory = Number(col.prop(q, 'memory'));
   const maxmem = Number(col.prop(q, 'maxmem'));
+  // Refused, not raised to memory behind the user's back (a template's memory may have grown past it).
+  const problem = memoryProblem(q, col.world());
+  if (problem) throw new QubesError('QubesValueError', `${q.name}: ${problem}`);
   return {
     id: runtimeId(q),
     hostname: q.name,
@@ -47,7 +52,7 @@ export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeReco
     uidBase: uidBase(cfg.instance, q.qid),
     uidCount: ID_RANGE,
     memoryMiB: memory,
-    maxmemMiB: Math.max(maxmem, memory),
+    maxmemMiB: maxmem,
     vcpus: Number(col.prop(q, 'vcpus')),
     pidsLimit: 4096,
     // tini as PID 1 reaps orphans (Node cannot) and forwards SIGTERM to the agent.

@@ -89,6 +89,7 @@ describe('qvm-* commands: usage errors', () => {
 describe('qvm-* commands: daemon errors', () => {
   it('prints a QubesError once as `qvm-prefs: error: MESSAGE` and exits 1', async () => {
     const r = await runCommand('qvm-prefs', ['work', 'netvm', 'work'], {
+      'admin.vm.List dom0': VM_LIST,
       'admin.vm.property.Set work netvm': err('QubesPropertyValueError', "work: property 'netvm': a qube cannot be its own netvm"),
     });
     assert.equal(r.code, 1);

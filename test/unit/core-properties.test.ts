@@ -3,8 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseGlobalValue } from '../../src/core/global-properties';
-import { parsePropertyValue, resolveProperty, type World } from '../../src/core/properties';
+import { GLOBAL_PROPERTIES, parseGlobalValue, resolveGlobal } from '../../src/core/global-properties';
+import { memoryProblem, parsePropertyValue, propertiesOf, propertyDef, resolveProperty, type World } from '../../src/core/properties';
+import { wireType } from '../../src/core/property-types';
 import type { PropValue, QubeRecord } from '../../src/core/qube';
 import { QubesError } from '../../src/core/errors';
 
@@ -12,9 +13,19 @@ function qube(name: string, klass: QubeRecord['klass'], props: Record<string, Pr
   return { qid: name.length, uuid: `uuid-${name}`, name, klass, props: { label: 'red', ...props }, features: {}, tags: [] };
 }
 
-function world(qubes: QubeRecord[], globals: Record<string, PropValue> = {}): World {
-  const defaults: Record<string, PropValue> = { default_netvm: null, default_dispvm: null, default_kernel: '', default_qrexec_timeout: 60, default_shutdown_timeout: 60 };
-  return { qube: (n) => qubes.find((q) => q.name === n), globalProp: (n) => (n in globals ? globals[n] : defaults[n] ?? null), hostMemoryMiB: 24000 };
+const dom0 = qube('dom0', 'AdminVM', { label: 'black' });
+
+function world(qubes: QubeRecord[], globals: Record<string, PropValue> = {}, running: Record<string, number> = {}): World {
+  const all = [dom0, ...qubes];
+  const w: World = {
+    qube: (n) => all.find((q) => q.name === n),
+    globalProp: (n) => resolveGlobal(n, globals, w).value,
+    hostMemoryMiB: 24000,
+    hostCpus: 8,
+    all: () => all,
+    runtime: (q) => (q.name in running ? { startedAt: running[q.name] } : undefined),
+  };
+  return w;
 }
 
 const tpl = qube('debian-12', 'TemplateVM', { memory: 600, vcpus: 4, default_user: 'alice' });
@@ -111,4 +122,194 @@ test('global prefs check what they point at', () => {
   assert.throws(() => parseGlobalValue('default_qrexec_timeout', '-5', w, ['default']), /positive/);
   assert.throws(() => parseGlobalValue('no_such_pref', 'x', w, ['default']), /Invalid property/);
   assert.equal(parseGlobalValue('default_netvm', '', w, ['default']), null);
+});
+
+// Qubes' property lists (qubes/vm/*.py, mix/*.py, current master) for the classes Isola has.
+const QUBESVM = [
+  'uuid', 'name', 'qid', 'label', 'klass', 'icon', 'bootmode', 'guivm', 'audiovm', 'virt_mode', 'installed_by_rpm', 'memory',
+  'maxmem', 'stubdom_mem', 'vcpus', 'kernel', 'kernelopts', 'debug', 'default_user', 'qrexec_timeout', 'shutdown_timeout',
+  'autostart', 'include_in_backups', 'backup_timestamp', 'default_dispvm', 'management_dispvm', 'updateable', 'devices_denied',
+  'keyboard_layout', 'xid', 'stubdom_uuid', 'stubdom_xid', 'start_time', 'mac', 'ip', 'ip6', 'netvm', 'provides_network',
+  'visible_ip', 'visible_ip6', 'visible_gateway', 'visible_gateway6', 'visible_netmask', 'gateway', 'gateway6', 'dns',
+];
+const QUBES_LISTS: Record<QubeRecord['klass'], string[]> = {
+  AdminVM: ['uuid', 'name', 'qid', 'label', 'klass', 'icon', 'default_dispvm', 'include_in_backups', 'updateable', 'devices_denied', 'keyboard_layout', 'maxmem'],
+  TemplateVM: [...QUBESVM, 'appvm_default_bootmode'],
+  AppVM: [...QUBESVM, 'template', 'template_for_dispvms'],
+  StandaloneVM: [...QUBESVM, 'template_for_dispvms'],
+  DispVM: [...QUBESVM, 'template', 'dispid', 'auto_cleanup', 'is_preload'],
+};
+for (const [klass, names] of Object.entries(QUBES_LISTS)) {
+  test(`a ${klass} has exactly the properties Qubes' qvm-prefs lists for it`, () => {
+    assert.deepEqual(propertiesOf(klass as QubeRecord['klass']).map((p) => p.name).sort(), [...names].sort());
+  });
+}
+
+test("Qubes' global properties all exist (qubes-prefs)", () => {
+  const expected = [
+    'default_guivm', 'default_audiovm', 'default_netvm', 'default_template', 'updatevm', 'clockvm', 'default_kernel', 'default_dispvm',
+    'management_dispvm', 'default_pool', 'default_pool_private', 'default_pool_root', 'default_pool_volatile', 'default_pool_kernel',
+    'default_qrexec_timeout', 'default_shutdown_timeout', 'stats_interval', 'check_updates_vm', 'maxmem', 'no_cpus',
+  ];
+  assert.deepEqual(GLOBAL_PROPERTIES.map((p) => p.name).sort(), expected.sort());
+});
+
+test('klass, icon and updateable are computed, so they are always marked default (D)', () => {
+  assert.deepEqual(resolveProperty(work, 'klass', w), { value: 'AppVM', isDefault: true, unset: false });
+  assert.equal(resolveProperty(work, 'icon', w).isDefault, true);
+  assert.equal(resolveProperty(work, 'name', w).isDefault, false, "a qube's name is set at creation");
+  assert.equal(resolveProperty(dom0, 'name', w).isDefault, true, "dom0's identity is Qubes' fixed default");
+  assert.equal(resolveProperty(dom0, 'maxmem', w).value, 24000);
+});
+
+test('types on the wire are the five Qubes knows (a uuid is str)', () => {
+  assert.equal(wireType(propertyDef(work, 'uuid').type), 'str');
+  assert.equal(wireType(propertyDef(work, 'xid').type), 'int');
+  assert.equal(wireType(propertyDef(work, 'guivm').type), 'vm');
+});
+
+test("Qubes' fixed defaults: mac, debug, guivm/audiovm dom0, keyboard_layout us++, bootmode default, no stubdom", () => {
+  const r = (n: string) => resolveProperty(work, n, w).value;
+  assert.equal(r('mac'), '00:16:3e:5e:6c:00');
+  assert.equal(r('debug'), false);
+  assert.equal(r('installed_by_rpm'), false);
+  assert.equal(r('guivm'), 'dom0');
+  assert.equal(r('audiovm'), 'dom0');
+  assert.equal(r('keyboard_layout'), 'us++');
+  assert.equal(r('bootmode'), 'default');
+  assert.equal(r('kernelopts'), '', 'no kernel, no kernel options');
+  assert.equal(r('stubdom_xid'), -1);
+  assert.equal(r('devices_denied'), '');
+  assert.equal(r('management_dispvm'), null);
+  assert.equal(resolveProperty(work, 'backup_timestamp', w).unset, true, 'U in the listing');
+  assert.equal(resolveProperty(work, 'stubdom_mem', w).unset, true);
+});
+
+test('keyboard_layout follows the guivm (dom0 here)', () => {
+  const d = { ...dom0, props: { ...dom0.props, keyboard_layout: 'de+nodeadkeys+' } };
+  const w2: World = { ...w, qube: (n) => (n === 'dom0' ? d : w.qube(n)) };
+  assert.equal(resolveProperty(work, 'keyboard_layout', w2).value, 'de+nodeadkeys+');
+});
+
+test("ip is Qubes' 10.137.0.<qid> for a networked qube and empty for an offline one", () => {
+  const q5 = { ...work, qid: 5 };
+  assert.equal(resolveProperty(q5, 'ip', w).value, '10.137.0.5');
+  assert.equal(resolveProperty(q5, 'visible_ip', w).value, '10.137.0.5');
+  assert.equal(resolveProperty(q5, 'dns', w).value, '10.139.1.1 10.139.1.2');
+  assert.equal(resolveProperty(tpl, 'ip', w).value, null, 'a template has no netvm');
+  assert.equal(resolveProperty(tpl, 'dns', w).value, null);
+  assert.equal(resolveProperty({ ...work, qid: 300, props: { ...work.props } }, 'ip', w).value, '10.137.1.46', 'vmid_to_ipv4 above 254');
+  assert.equal(resolveProperty({ ...work, props: { ...work.props, netvm: null } }, 'ip', w).value, null);
+});
+
+test('ip6 only with the ipv6 feature on the netvm chain, in Qubes\' fd09:24ef:4179::a89:<qid> form', () => {
+  assert.equal(resolveProperty({ ...work, qid: 26 }, 'ip6', w).value, null);
+  const net6 = { ...net, features: { ipv6: '1' } };
+  const w6 = world([tpl, net6, work], { default_netvm: 'sys-net' });
+  assert.equal(resolveProperty({ ...work, qid: 26 }, 'ip6', w6).value, 'fd09:24ef:4179::a89:1a');
+  assert.equal(resolveProperty(net6, 'gateway6', w6).value, resolveProperty(net6, 'visible_ip6', w6).value);
+});
+
+test('a net qube is the gateway of its clients; fake-ip features change what the qube sees', () => {
+  assert.equal(resolveProperty(net, 'gateway', w).value, resolveProperty(net, 'ip', w).value);
+  assert.equal(resolveProperty(work, 'visible_gateway', w).value, resolveProperty(net, 'ip', w).value);
+  assert.equal(resolveProperty(work, 'visible_netmask', w).value, '255.255.255.255');
+  assert.equal(resolveProperty(work, 'gateway', w).value, null, 'not a net qube');
+  const faked = { ...work, features: { 'net.fake-ip': '192.168.1.2' } };
+  assert.equal(resolveProperty(faked, 'visible_ip', w).value, '192.168.1.2');
+  assert.equal(resolveProperty(faked, 'ip', w).value, resolveProperty(work, 'ip', w).value);
+});
+
+test('xid is -1 and start_time empty when halted; while running, the qid and Python-style seconds', () => {
+  assert.equal(resolveProperty(work, 'xid', w).value, -1);
+  assert.equal(resolveProperty(work, 'start_time', w).value, null);
+  const wr = world([tpl, net, work], { default_netvm: 'sys-net' }, { work: 1700000000250 });
+  assert.equal(resolveProperty(work, 'xid', wr).value, work.qid);
+  assert.equal(resolveProperty(work, 'start_time', wr).value, '1700000000.25');
+  const wz = world([tpl, net, work], {}, { work: 1700000000000 });
+  assert.equal(resolveProperty(work, 'start_time', wz).value, '1700000000.0', "Python's str(float)");
+});
+
+test('computed properties cannot be set', () => {
+  for (const p of ['xid', 'start_time', 'klass', 'visible_ip', 'gateway', 'dns', 'icon', 'stubdom_xid']) {
+    assert.throws(() => parsePropertyValue(work, p, '1', w), /read-only/, p);
+  }
+});
+
+test('values are stored in the form Qubes stores them', () => {
+  assert.equal(parsePropertyValue(work, 'mac', '00:16:3E:5E:6C:0A', w), '00:16:3e:5e:6c:0a');
+  assert.equal(parsePropertyValue(work, 'ip6', 'FD09:24EF:4179:0000:0000:0000:0a89:0001', w), 'fd09:24ef:4179::a89:1');
+  assert.equal(parsePropertyValue(work, 'virt_mode', 'SANDBOX', w), 'sandbox');
+  assert.equal(parsePropertyValue(work, 'ip', '10.137.0.50', w), '10.137.0.50');
+  assert.equal(parsePropertyValue(work, 'keyboard_layout', 'de+nodeadkeys+grp:alt_shift_toggle', w), 'de+nodeadkeys+grp:alt_shift_toggle');
+  assert.equal(parsePropertyValue(work, 'devices_denied', 'u03****b01****', w), 'u03****b01****');
+  assert.equal(parsePropertyValue(work, 'guivm', 'None', w), null);
+  assert.equal(parsePropertyValue(work, 'maxmem', '0', w), 0, '0: memory is the limit');
+});
+
+const MORE_BAD: [string, string, RegExp][] = [
+  ['virt_mode', 'pvh', /virt_mode 'pvh' needs Xen; Isola offers 'sandbox' and 'hvm'/],
+  ['virt_mode', 'pv', /virt_mode 'pv' needs Xen/],
+  ['virt_mode', 'hvm', /the VM backend is not available yet/],
+  ['virt_mode', 'kvm', /Invalid virtualization mode, supported values: sandbox, hvm/],
+  ['maxmem', '300', /maxmem \(300\) can not be less than memory \(600\)/], // work's memory comes from its template
+  ['memory', '20000', /maxmem \(6000, its default\) can not be less than memory \(20000\)/], // the template's default maxmem
+  ['kernelopts', 'x'.repeat(513), /too long \(512 chars max\)/],
+  ['mac', '00:16:3e:5e:6c', /Invalid MAC address value/],
+  ['ip', '10.137.0.256', /does not appear to be an IPv4 address/],
+  ['ip', '010.137.0.1', /does not appear to be an IPv4 address/], // leading zeros, refused by Python too
+  ['ip6', 'fd09::1::2', /does not appear to be an IPv6 address/],
+  ['keyboard_layout', 'us', /invalid number of keyboard layout parameters/],
+  ['keyboard_layout', 'u$+x+', /Invalid keyboard layout provided/],
+  ['devices_denied', 'x123456', /Interface code list/],
+  ['guivm', 'nosuch', /no such qube 'nosuch'/],
+  ['management_dispvm', 'debian-12', /not a disposable template/],
+  ['stubdom_mem', '0', /positive/],
+  ['backup_timestamp', '-1', /non-negative/],
+  ['debug', 'sometimes', /not a boolean/],
+];
+for (const [prop, value, pattern] of MORE_BAD) {
+  test(`refuses ${prop}=${JSON.stringify(value.slice(0, 20))} with the reason`, () => {
+    assert.throws(() => parsePropertyValue(work, prop, value, w), (e: unknown) => e instanceof QubesError && e.code === 'QubesPropertyValueError' && pattern.test(e.message));
+  });
+}
+
+test('memory above an explicit maxmem is refused, and fine with maxmem 0', () => {
+  const capped = { ...work, props: { ...work.props, maxmem: 1000 } };
+  assert.throws(() => parsePropertyValue(capped, 'memory', '1200', w), /maxmem \(1000\) can not be less than memory \(1200\)/);
+  assert.equal(parsePropertyValue(capped, 'memory', '1000', w), 1000, 'equal is fine');
+  assert.equal(parsePropertyValue({ ...work, props: { ...work.props, maxmem: 0 } }, 'memory', '1200', w), 1200);
+});
+
+test("a template's memory raised past a child's maxmem is named at start (memoryProblem)", () => {
+  const child = { ...work, props: { ...work.props, maxmem: 500 } };
+  assert.match(memoryProblem(child, w) ?? '', /maxmem \(500\) can not be less than memory \(600\)/);
+  assert.equal(memoryProblem(work, w), undefined);
+});
+
+test('a net qube still used by others keeps provides_network', () => {
+  assert.throws(() => parsePropertyValue(net, 'provides_network', 'False', w), /still used by other qubes, change theirs 'netvm' first/);
+  const unused = qube('sys-x', 'AppVM', { template: 'debian-12', provides_network: true });
+  assert.equal(parsePropertyValue(unused, 'provides_network', 'False', world([tpl, unused])), false);
+});
+
+test('global prefs: Qubes defaults, pools following default_pool, read-only host facts', () => {
+  const g = (n: string, set: Record<string, PropValue> = {}) => resolveGlobal(n, set, w);
+  assert.deepEqual(g('default_guivm'), { value: 'dom0', isDefault: true });
+  assert.equal(g('default_audiovm').value, 'dom0');
+  assert.equal(g('stats_interval').value, 3);
+  assert.equal(g('check_updates_vm').value, true);
+  assert.equal(g('management_dispvm').value, null);
+  assert.equal(g('default_pool_root').value, 'default');
+  assert.deepEqual(g('default_pool_private', { default_pool: 'fast' }), { value: 'fast', isDefault: true });
+  assert.equal(g('maxmem').value, 24000);
+  assert.equal(g('no_cpus').value, 8);
+  assert.throws(() => parseGlobalValue('maxmem', '1', w, ['default']), /read-only/);
+  assert.throws(() => parseGlobalValue('no_cpus', '1', w, ['default']), /read-only/);
+  assert.equal(parseGlobalValue('check_updates_vm', 'False', w, ['default']), false);
+  assert.throws(() => parseGlobalValue('check_updates_vm', 'perhaps', w, ['default']), /not a boolean/);
+  assert.throws(() => parseGlobalValue('default_pool_root', 'nosuch', w, ['default']), /no such pool/);
+  assert.throws(() => parseGlobalValue('management_dispvm', 'debian-12', w, ['default']), /not a disposable template/);
+  assert.throws(() => parseGlobalValue('default_guivm', 'nosuch', w, ['default']), /no such qube/);
+  assert.equal(parseGlobalValue('default_guivm', '', w, ['default']), null);
 });

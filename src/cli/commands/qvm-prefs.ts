@@ -3,10 +3,10 @@
 
 import type { Command } from 'commander';
 import type { AdminMethod } from '../../core/admin-methods';
-import { helpLine, prefsLine } from '../output';
+import { helpLine } from '../output';
 import {
-  hasNoValue, isCode, lines, newProgram, parseGetAll, parsePropertyReply, QUBE_VALUED, UsageError,
-  type CliDeps, type PropertyReply,
+  expandVmNames, hasNoValue, hasWildcard, isCode, lines, listQubes, newProgram, noSuchDomain, parseGetAll, parsePropertyReply,
+  pyRepr, QUBE_VALUED, UsageError, type CliDeps, type PropertyReply,
 } from './common';
 
 export const description = "Show or change a qube's properties.";
@@ -39,6 +39,25 @@ function listed(p: PropertyReply): string {
   return p.value === '' && (p.type === 'vm' || p.type === 'label') ? 'None' : p.value;
 }
 
+/**
+ * One listing line exactly as Qubes' qvm-prefs prints it: `name  U`, or `name  D  value` with the
+ * value as is (an empty string value leaves the two spaces before it, as Python's format does).
+ */
+function prefsLine(name: string, width: number, marker: 'D' | '-' | 'U', value = ''): string {
+  return marker === 'U' ? `${name.padEnd(width)}  U\n` : `${name.padEnd(width)}  ${marker}  ${value}\n`;
+}
+
+/** Qubes' VMNAME (nargs=1): wildcards allowed, an unknown name is a usage error. */
+async function resolveDest(deps: CliDeps, untrustedName: string): Promise<string> {
+  const matches = expandVmNames(await listQubes(deps.client), [untrustedName]);
+  if (matches.length === 0) throw noSuchDomain(untrustedName);
+  // Qubes would silently take the last match; changing one arbitrary qube is worse than asking.
+  if (matches.length > 1 && hasWildcard(untrustedName)) {
+    throw new UsageError(`argument VMNAME: ${pyRepr(untrustedName)} matches ${matches.length} qubes (${matches.map((q) => q.name).join(', ')}); name one`);
+  }
+  return matches[0].name;
+}
+
 export async function runPrefs(t: PrefsTarget, withVm: boolean, argv: string[], deps: CliDeps): Promise<number> {
   const p: Command = newProgram(t.command, t.description, deps);
   if (withVm) p.argument('<VMNAME>', 'qube whose properties to show or change');
@@ -52,11 +71,12 @@ export async function runPrefs(t: PrefsTarget, withVm: boolean, argv: string[], 
   p.parse(argv, { from: 'user' });
   const o = p.opts<PrefsOptions>();
   const args = [...p.args];
-  const dest = withVm ? args.shift() ?? '' : 'dom0';
+  const untrustedDest = withVm ? args.shift() ?? '' : 'dom0';
   const [rawProp, value] = args;
   const prop = rawProp?.replace(/-/g, '_');
   if (o.default && value !== undefined) throw new UsageError('cannot both set and reset a property');
   if (o.default && prop === undefined) throw new UsageError('--default requires a property');
+  const dest = withVm ? await resolveDest(deps, untrustedDest) : 'dom0';
   const call = (verb: Verb, arg?: string, payload?: string) => deps.client.call(t.methods[verb], dest, { arg, payload });
 
   if (o.helpProperties) {
@@ -89,7 +109,7 @@ export async function runPrefs(t: PrefsTarget, withVm: boolean, argv: string[], 
     }
   } catch (e) {
     // Qubes reports an unknown property as a usage error of the tool.
-    if (isCode(e, 'QubesNoSuchPropertyError')) throw new UsageError(`no such property: '${prop}'`);
+    if (isCode(e, 'QubesNoSuchPropertyError')) throw new UsageError(`no such property: ${pyRepr(prop)}`);
     throw e;
   }
   return 0;

@@ -1,9 +1,9 @@
 // admin.vm.property.* and admin.property.* (global prefs): Qubes' reply formats
 // (`default=True type=int 400`), validation before any write, and property-set events.
 
-import { GLOBAL_PROPERTIES, globalPropertyDef, parseGlobalValue } from '../../core/global-properties';
-import { propertiesOf, propertyDef, parsePropertyValue, resolveProperty } from '../../core/properties';
-import { formatValue } from '../../core/property-types';
+import { GLOBAL_PROPERTIES, globalPropertyDef, parseGlobalValue, resolveGlobal } from '../../core/global-properties';
+import { propertiesOf, propertyDef, parsePropertyValue, relationProblem, resolveProperty } from '../../core/properties';
+import { formatValue, wireType, type Getter, type World } from '../../core/property-types';
 import { propertyValueError, QubesError } from '../../core/errors';
 import type { AdminMethod } from '../../core/admin-methods';
 import type { Handler } from '../admin-server';
@@ -15,11 +15,10 @@ const escape = (s: string) => s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 
 export function propertyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
   const col = d.collection;
-  const getLine = (qname: string, prop: string) => {
-    const q = col.get(qname);
+  const getLine = (q: QubeRecord, prop: string, w: World) => {
     const def = propertyDef(q, prop);
-    const r = resolveProperty(q, prop, col.world());
-    return `default=${r.isDefault ? 'True' : 'False'} type=${def.type} ${formatValue(r.value)}`;
+    const r = resolveProperty(q, prop, w);
+    return `default=${r.isDefault ? 'True' : 'False'} type=${wireType(def.type)} ${formatValue(r.value)}`;
   };
   const globalLine = (prop: string) => {
     const def = globalPropertyDef(prop);
@@ -28,16 +27,19 @@ export function propertyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Ha
   };
   return {
     'admin.vm.property.List': (ctx) => propertiesOf(destQube(d, ctx).klass).map((p) => p.name).sort().join('\n') + '\n',
-    'admin.vm.property.Get': (ctx) => getLine(ctx.req.dest, ctx.req.arg),
+    'admin.vm.property.Get': (ctx) => getLine(destQube(d, ctx), ctx.req.arg, col.world()),
     'admin.vm.property.GetAll': (ctx) => {
       const q = destQube(d, ctx);
-      return propertiesOf(q.klass).map((p) => p.name).sort().map((p) => `${p} ${escape(getLine(q.name, p))}\n`).join('');
+      const w = col.world(); // one snapshot for the whole listing
+      return propertiesOf(q.klass).map((p) => p.name).sort().map((p) => `${p} ${escape(getLine(q, p, w))}\n`).join('');
     },
     'admin.vm.property.GetDefault': (ctx) => {
       const q = destQube(d, ctx);
       const def = propertyDef(q, ctx.req.arg);
       if (!def.default) return '';
-      return `type=${def.type} ${formatValue(def.default(withoutProp(q, def.name), col.world()))}`;
+      const w = col.world();
+      const get: Getter = (other, n) => resolveProperty(other, n, w).value;
+      return `type=${wireType(def.type)} ${formatValue(def.default(withoutProp(q, def.name), w, get))}`;
     },
     'admin.vm.property.Help': (ctx) => propertyDef(destQube(d, ctx), ctx.req.arg).help,
     'admin.vm.property.Set': (ctx) => {
@@ -47,6 +49,10 @@ export function propertyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Ha
       const value = parsePropertyValue(q, name, untrustedValue, col.world());
       if (name === 'template' && col.powerState(q) !== 'Halted') {
         throw new QubesError('QubesVMNotHaltedError', `Cannot change template of a running qube: ${q.name}`);
+      }
+      // As Qubes without memory hotplug: a sandbox's limit is fixed when it starts.
+      if (name === 'maxmem' && col.powerState(q) !== 'Halted' && value !== resolveProperty(q, name, col.world()).value) {
+        throw new QubesError('QubesVMNotHaltedError', `Can't change maxmem of VM ${q.name}, because it isn't Halted and memory hotplug is forbidden`);
       }
       const old = resolveProperty(q, name, col.world()).value;
       col.write(() => col.store.setProp(q.qid, name, value));
@@ -61,8 +67,10 @@ export function propertyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Ha
       if (!def.default) throw propertyValueError(q.name, name, 'property has no default value');
       // The default must itself be valid now (e.g. the global default_netvm may point at this qube).
       const draft = withoutProp(q, name);
-      const value = def.default(draft, col.world());
-      const problem = value === null ? undefined : def.check?.(value, draft, col.world());
+      const w = col.world();
+      const get: Getter = (other, n) => resolveProperty(other, n, w).value;
+      const value = def.default(draft, w, get);
+      const problem = (value === null ? undefined : def.check?.(value, draft, w, get)) ?? relationProblem(draft, name, w);
       if (problem) throw propertyValueError(q.name, name, `default value refused: ${problem}`);
       col.write(() => col.store.resetProp(q.qid, name));
       d.events.emit(q.name, `property-reset:${name}`, { name });
@@ -73,7 +81,7 @@ export function propertyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Ha
     'admin.property.GetAll': () => GLOBAL_PROPERTIES.map((p) => p.name).sort().map((p) => `${p} ${escape(globalLine(p))}\n`).join(''),
     'admin.property.GetDefault': (ctx) => {
       const def = globalPropertyDef(ctx.req.arg);
-      return `type=${def.type} ${formatValue(def.default)}`;
+      return `type=${def.type} ${formatValue(resolveGlobal(def.name, {}, col.world()).value)}`;
     },
     'admin.property.Help': (ctx) => globalPropertyDef(ctx.req.arg).help,
     'admin.property.Set': (ctx) => {
@@ -85,7 +93,7 @@ export function propertyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Ha
     },
     'admin.property.Reset': (ctx) => {
       const name = ctx.req.arg;
-      globalPropertyDef(name);
+      if (globalPropertyDef(name).readOnly) throw propertyValueError('dom0', name, 'property is read-only');
       col.write(() => col.store.resetGlobal(name));
       d.events.emit('', `property-reset:${name}`, { name });
       return '';
