@@ -13,6 +13,7 @@ import {
 import { FramedSocket, type Frame } from '../qrexec/frame-reader';
 import { exitCodeOf, signalGroup, spawnCommand, EXIT_QREXEC_PROBLEM } from './exec';
 import { installToolWrappers } from './client-tools';
+import { ensureHostsEntry } from './hosts-entry';
 import { pumpSocketService } from './socket-service';
 
 export const AGENT_VERSION = '0.1.0';
@@ -284,6 +285,7 @@ function main(): void {
   // Only in a real qube (as root): tests run the agent on a host as a plain process.
   if (process.getuid?.() === 0 && process.env.ISOLA_QUBE_NAME) {
     installToolWrappers();
+    ensureHostsEntry(process.env.ISOLA_QUBE_NAME);
   }
 }
 

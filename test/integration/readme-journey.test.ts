@@ -52,6 +52,7 @@ describe("the README's journey", { skip, concurrency: false }, () => {
     assert.match(r.stdout, /^NAME\s+STATE\s+CLASS\s+LABEL\s+TEMPLATE\s+NETVM$/m, 'qvm-ls prints Qubes\' columns');
     assert.match(r.stdout, /^work2$/m, 'hostname is the qube\'s name');
     assert.match(r.stdout, /^apt \d/m, 'sudo works in the qube');
+    assert.doesNotMatch(r.stderr, /unable to resolve host/, 'the qube knows its own name (/etc/hosts)');
     assert.match(r.stdout, /All checks passed|checks failed/);
     assert.match(r.stdout, /^1\s+work\s+qubes\.Filecopy\+\s+vault\s/m, 'the question names the target work asked for');
     assert.match(r.stderr, /waiting for the host to allow qubes\.Filecopy \(question 1\)/, 'the caller says what it waits for');
