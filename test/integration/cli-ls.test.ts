@@ -12,10 +12,7 @@ describe('qvm-ls against isolad', { skip, concurrency: false }, () => {
   const row = async (...args: string[]) => (await inst.ok('qvm-ls', '--raw-data', ...args)).trim().split('\n').map((l) => l.split('|'));
 
   before(async () => {
-    inst = new Instance();
-    await inst.start();
-    await inst.installTemplate();
-    await inst.ok('qvm-create', '--label', 'blue', 'work');
+    inst = await Instance.withAppVMs([['work', 'blue']]);
   });
   after(async () => inst?.destroy());
 

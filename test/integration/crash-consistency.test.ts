@@ -32,10 +32,7 @@ describe('crash consistency', { skip, concurrency: false }, () => {
   }
 
   before(async () => {
-    inst = new Instance();
-    await inst.start();
-    await inst.installTemplate();
-    await inst.ok('qvm-create', '--label', 'red', 'c1');
+    inst = await Instance.withAppVMs([['c1', 'red']]);
   });
   after(async () => inst?.destroy());
 

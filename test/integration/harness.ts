@@ -121,6 +121,15 @@ export class Instance {
     await this.ok('qvm-template', 'install', name);
   }
 
+  /** The usual start of a test file: a running isolad with debian-12 and these AppVMs (`[name, label]`). */
+  static async withAppVMs(appvms: readonly (readonly [string, string])[], opts: ConstructorParameters<typeof Instance>[0] = {}): Promise<Instance> {
+    const inst = new Instance(opts);
+    await inst.start();
+    await inst.installTemplate();
+    for (const [name, label] of appvms) await inst.ok('qvm-create', '--label', label, name);
+    return inst;
+  }
+
   /** A copy of the state database, for "nothing changed" assertions. */
   async stateDump(): Promise<string> {
     return dumpWithNode(this.config.dbPath);

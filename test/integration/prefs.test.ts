@@ -31,10 +31,7 @@ describe('qvm-prefs and qubes-prefs on a real isolad', { skip, concurrency: fals
   };
 
   before(async () => {
-    inst = new Instance();
-    await inst.start();
-    await inst.installTemplate();
-    await inst.ok('qvm-create', '--label', 'blue', 'work');
+    inst = await Instance.withAppVMs([['work', 'blue']]);
   });
   after(async () => inst?.destroy());
 

@@ -19,10 +19,7 @@ describe('volumes', { skip, concurrency: false }, () => {
   };
 
   before(async () => {
-    inst = new Instance();
-    await inst.start();
-    await inst.installTemplate();
-    await inst.ok('qvm-create', '--label', 'red', 'app1');
+    inst = await Instance.withAppVMs([['app1', 'red']]);
   });
   after(async () => inst?.destroy());
 
