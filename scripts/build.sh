@@ -11,6 +11,8 @@ for prog in qrexec-client-vm qvm-copy qfile-unpacker qvm-open-in-vm qubes-open; 
 done
 mkdir -p dist/libexec
 gcc -O2 -Wall -Wextra -o dist/libexec/isola-idmap-mount src/native/isola-idmap-mount.c
+# Reads a qube's console on the host (size cap, rotation); the qube only ever holds the pipe.
+gcc -O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -pie -Wl,-z,relro,-z,now -o dist/libexec/isola-log-relay src/native/isola-log-relay.c
 # Static: it runs inside qubes, whatever libc their template has.
 gcc -O2 -Wall -Wextra -static -o dist/qube/isola-runas src/native/isola-runas.c
 

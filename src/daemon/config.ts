@@ -1,8 +1,10 @@
 // Where one isolad instance keeps its things. ISOLA_HOME and ISOLA_SOCKET select the instance;
-// every host-global name (runc root, cgroups, uid ranges) is derived from it so instances never meet.
+// every host-global name (runc root, cgroups) is derived from it so instances never meet; host uid
+// ranges come from a host-wide registry instead (store/uid-registry.ts), since a hash can collide.
 
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { registryPath } from '../store/uid-registry';
 
 export interface DaemonConfig {
   home: string;
@@ -19,6 +21,8 @@ export interface DaemonConfig {
   runcRoot: string;
   bundleRoot: string;
   cgroupParent: string;
+  /** The host-wide uid range registry shared by every instance (ISOLA_UID_REGISTRY for tests). */
+  uidRegistry: string;
   /** How long an `ask` waits for an answer before the call is denied (ISOLA_ASK_TIMEOUT, seconds). */
   askTimeoutMs: number;
 }
@@ -42,6 +46,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     runcRoot: path.join('/run/isola-runc', instance),
     bundleRoot: path.join(home, 'bundles'),
     cgroupParent: `isola-${instance}`,
+    uidRegistry: registryPath(env),
     askTimeoutMs: askTimeout(env.ISOLA_ASK_TIMEOUT),
   };
 }
@@ -52,11 +57,13 @@ function askTimeout(untrusted: string | undefined): number {
   return untrusted && Number.isInteger(secs) && secs > 0 && secs <= 86400 ? secs * 1000 : 60_000;
 }
 
-export const ID_RANGE = 65536;
-
-/** Host uid range of a qube: distinct per qube and per instance, never overlapping the host's own ids. */
-export function uidBase(instance: string, qid: number): number {
+/**
+ * The range the formula of before the uid registry gave a qube. Two instances could get the same one
+ * (1 home in 48 shares a slot), so it is only what the registry prefers for a qube that has none yet:
+ * a qube of an older database then keeps the owner of its files.
+ */
+export function legacyUidBase(instance: string, qid: number): number {
   const inst = parseInt(instance.slice(0, 6), 16) % 48;
   const slot = 1024 + inst * 1024 + (qid % 1024);
-  return slot * ID_RANGE;
+  return slot * 65536;
 }

@@ -28,6 +28,8 @@ import { policyDir } from './policy-fs';
 import { PolicyStore } from './policy-store';
 import { AskQueue } from './ask-queue';
 import { QrexecRouter } from './qrexec-router';
+import { QubeIds } from './qube-ids';
+import { UidRegistry } from '../store/uid-registry';
 import { reconcile } from './reconcile';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock';
 import { runHandler } from './run-relay';
@@ -105,7 +107,10 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
   const events = new EventBus();
   const pool = new OverlayPool('default', config.poolDir, config.runDir);
   const backend = opts.backend ?? new RuncBackend({ stateRoot: config.runcRoot, bundleRoot: config.bundleRoot });
-  const lifecycle = new Lifecycle({ config, collection, pool, backend, events, log });
+  const uids = new QubeIds(config, collection, new UidRegistry(config.uidRegistry), log);
+  // Before reconcile: a qube of an older database gets its range registered before anything uses it.
+  await uids.migrate();
+  const lifecycle = new Lifecycle({ config, collection, pool, backend, events, log, uids });
   const policy = new PolicyStore(policyDir(opts.env), log, (st) => {
     if (st.state === 'loaded') events.emit('', 'policy-loaded', { files: String(st.files), rules: String(st.rules) });
     else events.emit('', 'policy-load-failed', { error: st.error ?? '', since: new Date(st.errorSince ?? Date.now()).toISOString() });

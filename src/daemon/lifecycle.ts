@@ -11,11 +11,12 @@ import { AgentListener } from '../qrexec/agent-link';
 import type { FramedSocket } from '../qrexec/frame-reader';
 import type { TriggerService3 } from '../qrexec/protocol';
 import type { Collection } from './collection';
-import { ID_RANGE, uidBase, type DaemonConfig } from './config';
+import type { DaemonConfig } from './config';
+import type { QubeIds } from './qube-ids';
 import type { EventBus } from './event-bus';
 import type { Logger } from './logger';
 import { QubeLocks } from './qube-locks';
-import { agentSocketDir, buildRuntimeSpec, qrexecClientDir, runtimeId } from './qube-runtime-spec';
+import { agentSocketDir, buildRuntimeSpec, guestLogFile, qrexecClientDir, runtimeId } from './qube-runtime-spec';
 import { deathReason } from './death-reason';
 import { errorText } from '../core/error-text';
 
@@ -26,6 +27,7 @@ export interface LifecycleDeps {
   backend: Backend;
   events: EventBus;
   log: Logger;
+  uids: QubeIds;
 }
 
 export class Lifecycle {
@@ -43,7 +45,12 @@ export class Lifecycle {
   }
 
   ids(q: QubeRecord): IdRange {
-    return { base: uidBase(this.d.config.instance, q.qid), count: ID_RANGE };
+    return this.d.uids.ids(q);
+  }
+
+  /** After qvm-remove: its host uid range may go to another qube (its files are gone). */
+  async releaseIds(q: QubeRecord): Promise<void> {
+    await this.d.uids.release(q).catch((e: Error) => this.d.log.error(`${q.name}: releasing its host uid range: ${e.message}`));
   }
 
   /** Runs fn under the qube's lifecycle lock. */
@@ -66,12 +73,12 @@ export class Lifecycle {
       }
       const { collection: col, events, log } = this.d;
       const started = Date.now();
+      const ids = await this.idsForStart(q);
       col.write(() => {
         col.store.putRuntime({ qid: q.qid, state: 'starting', runtimeId: runtimeId(q), backend: this.d.backend.name, startedAt: started, rootRevision: '' });
         col.store.setLastError(q.qid, null);
       });
       events.emit(name, 'domain-pre-start');
-      const ids = this.ids(q);
       let agent: AgentListener | undefined;
       let phases = '';
       try {
@@ -80,7 +87,7 @@ export class Lifecycle {
         agent = await this.openAgent(q, ids);
         const hello = waitForHello(agent, Number(col.prop(q, 'qrexec_timeout')) * 1000, name);
         const tVolumes = Date.now();
-        await this.d.backend.start(buildRuntimeSpec(this.d.config, col, q, vols));
+        await this.d.backend.start(buildRuntimeSpec(this.d.config, col, q, vols, ids));
         const tRuntime = Date.now();
         await Promise.race([hello.promise, this.exitDuringStart(q, hello)]);
         phases = `volumes ${tVolumes - started} ms, runtime ${tRuntime - tVolumes} ms, agent ${Date.now() - tRuntime} ms`;
@@ -102,6 +109,18 @@ export class Lifecycle {
         throw new QubesError('QubesVMError', `Failed to start ${name}: ${msg}`);
       }
     });
+  }
+
+  /** A range the registry confirms is this qube's; refused (with the reason in qvm-ls) otherwise. */
+  private async idsForStart(q: QubeRecord): Promise<IdRange> {
+    try {
+      return await this.d.uids.ensure(q);
+    } catch (e) {
+      const msg = errorText(e);
+      this.d.collection.write(() => this.d.collection.store.setLastError(q.qid, `start failed: ${msg}`));
+      this.d.events.emit(q.name, 'domain-start-failed', { reason: msg });
+      throw new QubesError('QubesVMError', `Failed to start ${q.name}: ${msg}`);
+    }
   }
 
   private async openAgent(q: QubeRecord, ids: IdRange): Promise<AgentListener> {
@@ -138,7 +157,7 @@ export class Lifecycle {
       await sleep(250);
       const st = await this.d.backend.state(runtimeId(q)).catch(() => undefined);
       if (!hello.settled && (!st || st.status === 'stopped')) {
-        throw new Error(`the qube's init exited before its agent connected (see ${path.join(this.d.config.logDir, `guest-${q.name}.log`)})`);
+        throw new Error(`the qube's init exited before its agent connected (see ${guestLogFile(this.d.config, q)})`);
       }
     }
     await hello.promise;

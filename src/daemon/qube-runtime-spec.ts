@@ -6,9 +6,9 @@ import type { QubeRuntimeSpec } from '../core/backend';
 import { QubesError } from '../core/errors';
 import { memoryProblem } from '../core/properties';
 import type { QubeRecord } from '../core/qube';
-import type { StartedVolumes } from '../core/volumes';
+import type { IdRange, StartedVolumes } from '../core/volumes';
 import type { Collection } from './collection';
-import { ID_RANGE, uidBase, type DaemonConfig } from './config';
+import type { DaemonConfig } from './config';
 
 export const AGENT_IN_QUBE = '/usr/lib/isola/isola-agent.js';
 /** Node flags that keep the per-qube agent small (measured in bench/). */
@@ -17,6 +17,11 @@ export const AGENT_NODE_FLAGS = ['--max-old-space-size=16', '--max-semi-space-si
 
 export function runtimeId(q: QubeRecord): string {
   return `${q.name}.${q.qid}`;
+}
+
+/** The qube's console, written by the backend's relay (never a host file inside the qube). */
+export function guestLogFile(cfg: DaemonConfig, q: QubeRecord): string {
+  return path.join(cfg.logDir, `guest-${q.name}.log`);
 }
 
 export function agentSocketDir(cfg: DaemonConfig, q: QubeRecord): string {
@@ -31,7 +36,7 @@ export function qrexecClientDir(cfg: DaemonConfig, q: QubeRecord): string {
   return path.join(cfg.agentDir, `${q.uuid}.qrexec`);
 }
 
-export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeRecord, vols: StartedVolumes): QubeRuntimeSpec {
+export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeRecord, vols: StartedVolumes, ids: IdRange): QubeRuntimeSpec {
   const memory = Number(col.prop(q, 'memory'));
   const maxmem = Number(col.prop(q, 'maxmem'));
   // Refused, not raised to memory behind the user's back (a template's memory may have grown past it).
@@ -49,8 +54,8 @@ export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeReco
       { source: qrexecClientDir(cfg, q), destination: '/run/qubes', readonly: true },
       { source: cfg.libDir, destination: path.dirname(AGENT_IN_QUBE), readonly: true },
     ],
-    uidBase: uidBase(cfg.instance, q.qid),
-    uidCount: ID_RANGE,
+    uidBase: ids.base,
+    uidCount: ids.count,
     memoryMiB: memory,
     maxmemMiB: maxmem,
     vcpus: Number(col.prop(q, 'vcpus')),
@@ -69,7 +74,7 @@ export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeReco
       // faults and an munmap with its TLB shootdown per read nearly doubled the agent's CPU per byte.
       'MALLOC_MMAP_THRESHOLD_=131072',
     ],
-    logFile: path.join(cfg.logDir, `guest-${q.name}.log`),
+    logFile: guestLogFile(cfg, q),
     cgroupParent: cfg.cgroupParent,
   };
 }

@@ -64,4 +64,8 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX qrexec_log_at ON qrexec_log (at);
   `,
+  // 3: the host uid range each qube got from the host-wide registry (NULL until first allocated).
+  `
+  ALTER TABLE qubes ADD COLUMN uid_base INTEGER;
+  `,
 ];

@@ -158,6 +158,18 @@ export class Store {
       .run(qid, v.name, v.pool, v.size, v.revisionsToKeep);
   }
 
+  // --- host uid ranges ----------------------------------------------------
+
+  /** The first host uid of the qube's range, once the uid registry gave it one. */
+  uidBase(qid: number): number | undefined {
+    const row = this.sql('SELECT uid_base AS b FROM qubes WHERE qid = ?').get(qid) as { b: number | null } | undefined;
+    return row?.b ?? undefined;
+  }
+
+  setUidBase(qid: number, base: number): void {
+    this.sql('UPDATE qubes SET uid_base = ? WHERE qid = ?').run(base, qid);
+  }
+
   // --- runtime -------------------------------------------------------------
 
   runtimes(): RuntimeRow[] {

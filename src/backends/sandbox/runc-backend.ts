@@ -17,6 +17,16 @@ export interface RuncBackendOptions {
   bundleRoot: string;
   /** How long one runtime command may take before it is killed (ms). */
   commandTimeoutMs?: number;
+  /** The console relay (isola-log-relay); ISOLA_LOG_RELAY or the build's dist/libexec when absent. */
+  logRelayPath?: string;
+}
+
+/** A qube's console log: at most this many bytes per file, and this many rotated files kept. */
+export const GUEST_LOG_MAX_BYTES = 1 << 20;
+export const GUEST_LOG_KEEP = 2;
+
+function defaultLogRelay(): string {
+  return process.env.ISOLA_LOG_RELAY || path.resolve(__dirname, '../../../libexec/isola-log-relay');
 }
 
 interface CmdResult {
@@ -110,6 +120,7 @@ export class RuncBackend implements Backend {
   private readonly stateRoot: string;
   private readonly bundleRoot: string;
   private readonly timeoutMs: number;
+  private readonly logRelay: string;
   private hostOptions?: OciHostOptions;
 
   constructor(opts: RuncBackendOptions) {
@@ -119,6 +130,7 @@ export class RuncBackend implements Backend {
     this.stateRoot = opts.stateRoot;
     this.bundleRoot = opts.bundleRoot;
     this.timeoutMs = opts.commandTimeoutMs ?? 60_000;
+    this.logRelay = opts.logRelayPath ?? defaultLogRelay();
   }
 
   bundleDir(id: string): string {
@@ -161,7 +173,6 @@ export class RuncBackend implements Backend {
     const configFile = path.join(bundle, 'config.json');
     const pidFile = path.join(bundle, 'pid');
     const runcLog = path.join(bundle, 'runtime.log');
-    let logFd: number | undefined;
     try {
       fs.mkdirSync(this.stateRoot, { recursive: true, mode: 0o700 });
       fs.rmSync(bundle, { recursive: true, force: true });
@@ -169,36 +180,36 @@ export class RuncBackend implements Backend {
       fs.writeFileSync(`${configFile}.tmp`, JSON.stringify(config, null, 2), { mode: 0o600 });
       fs.renameSync(`${configFile}.tmp`, configFile);
       fs.mkdirSync(path.dirname(spec.logFile), { recursive: true, mode: 0o700 });
-      logFd = fs.openSync(spec.logFile, 'a', 0o600);
     } catch (err) {
-      if (logFd !== undefined) fs.closeSync(logFd);
       fs.rmSync(bundle, { recursive: true, force: true });
       throw new Error(`qube ${spec.id}: cannot prepare bundle ${bundle} or log ${spec.logFile}: ${(err as Error).message}`);
     }
 
-    // Never pipes here: the detached qube inherits runc's stdio and would hold a pipe open forever.
-    const argv = ['--root', this.stateRoot, '--log', runcLog, '--log-format', 'json',
+    // The detached qube inherits runc's stdio: the relay puts a pipe there (never a host file, which
+    // the qube could truncate or flood), reads it with a size cap and exits with the qube. The relay
+    // execs the runtime in its own process, so the exit status below is the runtime's.
+    const argv = [spec.logFile, String(GUEST_LOG_MAX_BYTES), String(GUEST_LOG_KEEP), '--', this.runtimePath,
+      '--root', this.stateRoot, '--log', runcLog, '--log-format', 'json',
       'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, spec.id];
-    let code: number | null;
-    try {
-      code = await new Promise<number | null>((resolve, reject) => {
-        const child = spawn(this.runtimePath, argv, { stdio: ['ignore', logFd, logFd], cwd: bundle });
-        const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
-        child.once('error', (err) => {
-          clearTimeout(timer);
-          reject(new Error(`qube ${spec.id}: cannot run ${this.runtimePath}: ${err.message}`));
-        });
-        child.once('exit', (c, sig) => {
-          clearTimeout(timer);
-          resolve(sig ? null : c);
-        });
+    let relayErr = '';
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(this.logRelay, argv, { stdio: ['ignore', 'ignore', 'pipe'], cwd: bundle });
+      const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (d: string) => (relayErr = (relayErr + d).slice(-4096)));
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new Error(`qube ${spec.id}: cannot run ${this.logRelay}: ${err.message}`));
       });
-    } finally {
-      fs.closeSync(logFd);
-    }
+      // 'close', not 'exit': the relay's message on stderr must be read before it is used.
+      child.once('close', (c, sig) => {
+        clearTimeout(timer);
+        resolve(sig ? null : c);
+      });
+    });
 
     if (code !== 0) {
-      let msg = code === null ? `killed after ${this.timeoutMs} ms` : '(no error message)';
+      let msg = code === null ? `killed after ${this.timeoutMs} ms` : relayErr.trim().split('\n')[0] || '(no error message)';
       try {
         if (code !== null) msg = runcErrorLine(fs.readFileSync(runcLog, 'utf8'));
       } catch {

@@ -147,6 +147,7 @@ async function removeQube(d: HandlerDeps, q: QubeRecord): Promise<string> {
     col.write(() => col.store.deleteQube(q.qid));
     // The record is gone first: a crash now leaves only volumes that the next start collects.
     await d.pool.remove(q.uuid);
+    await d.lifecycle.releaseIds(q);
     d.events.emit(q.name, 'domain-delete');
     return '';
   });
