@@ -33,14 +33,17 @@ async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void
 
 /**
  * Root in the qube takes fd FD of process PID with pidfd_getfd (allowed by the seccomp profile), as a
- * hostile qube would, then writes its stdin there or truncates what it points at.
+ * hostile qube would, then writes its stdin there or truncates what it points at. (The agent's Node
+ * made the shared pipe non-blocking: a full pipe answers EAGAIN, and the attacker just retries.)
  */
 const GRAB_FD = String.raw`use strict; my ($pid, $fd, $op) = @ARGV;
 my $pfd = syscall(434, $pid + 0, 0); die "pidfd_open: $!\n" if $pfd < 0;
 my $got = syscall(438, $pfd, $fd + 0, 0); die "pidfd_getfd: $!\n" if $got < 0;
 open(my $fh, ">&=", $got) or die "fdopen: $!\n"; binmode $fh;
 if ($op eq "truncate") { truncate($fh, 0) or print "truncate: $!\n"; exit 0; }
-binmode STDIN; local $/ = \65536; while (my $b = <STDIN>) { print $fh $b or die "write: $!\n"; } close $fh or die "close: $!\n";`;
+my $buf; while (my $n = sysread(STDIN, $buf, 65536)) { for (my $off = 0; $off < $n;) {
+  my $w = syswrite($fh, $buf, $n - $off, $off);
+  if (defined $w) { $off += $w; } elsif ($!{EAGAIN}) { select(undef, undef, undef, 0.002); } else { die "write: $!\n"; } } }`;
 
 describe('guest-log-fd', { skip, concurrency: false }, () => {
   let inst: Instance;
