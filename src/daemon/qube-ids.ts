@@ -59,11 +59,9 @@ export class QubeIds {
     });
     const results = await this.registry.claim(this.cfg.home, requests);
     const out = qubes.map((q) => results.get(q.uuid) ?? { error: 'not answered by the uid registry' });
-    this.col.write(() => {
-      out.forEach((res, i) => {
-        if ('base' in res && this.col.store.uidBase(qubes[i].qid) !== res.base) this.col.store.setUidBase(qubes[i].qid, res.base);
-      });
-    });
+    const changed = out.flatMap((res, i) => ('base' in res && requests[i].recorded !== res.base ? [[qubes[i].qid, res.base] as const] : []));
+    // Only when something is new: a write reloads the collection, and this runs at every start.
+    if (changed.length) this.col.write(() => changed.forEach(([qid, base]) => this.col.store.setUidBase(qid, base)));
     return out;
   }
 }
