@@ -103,6 +103,18 @@ describe('guest-log-fd', { skip, concurrency: false }, () => {
     assert.equal((await run('echo still-alive')).stdout, 'still-alive\n');
   });
 
+  test('guest-log-fd: when the init exits early, the guest log qvm-start points to says why', async () => {
+    await inst.ok('qvm-create', '--class', 'StandaloneVM', '--template', 'debian-12', '--label', 'orange', 'broken');
+    await inst.ok('qvm-run', '-p', '-u', 'root', 'broken', 'mv /usr/bin/node /usr/bin/node.away');
+    await inst.ok('qvm-shutdown', '--wait', 'broken');
+    const r = await inst.cli('qvm-start', ['broken']);
+    assert.notEqual(r.code, 0);
+    const brokenLog = path.join(inst.config.logDir, 'guest-broken.log');
+    assert.ok(r.stderr.includes(brokenLog), r.stderr);
+    await until('tini\'s reason in the guest log', () => /\/usr\/bin\/node/.test(readFileSync(brokenLog, 'latin1')));
+    await inst.ok('qvm-remove', '-f', 'broken');
+  });
+
   test('guest-log-fd: the console keeps working across an isolad restart, and its reader dies with the qube', async () => {
     await inst.kill9();
     await inst.start();
