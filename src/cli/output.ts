@@ -32,16 +32,17 @@ export function columnHeader(field: string): string {
   return field.toUpperCase().replace(/_/g, '-');
 }
 
-/** Left-aligned columns separated by two spaces, no trailing blanks (what `column -t` gives). */
-export function formatTable(rows: readonly (readonly string[])[]): string {
+/** Left-aligned columns separated by two spaces, no trailing blanks (what `column -t` gives); cells inert. */
+export function formatTable(untrustedRows: readonly (readonly string[])[]): string {
+  const rows = untrustedRows.map((r) => r.map(inert));
   const widths: number[] = [];
   for (const row of rows) row.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
   return rows.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd() + '\n').join('');
 }
 
-/** `--raw-data`: no header, `|` between cells, for scripts. */
+/** `--raw-data`: no header, `|` between cells, for scripts; cells inert, so one row stays one line. */
 export function formatRaw(rows: readonly (readonly string[])[]): string {
-  return rows.map((r) => r.join('|') + '\n').join('');
+  return rows.map((r) => r.map(inert).join('|') + '\n').join('');
 }
 
 export type PrefMarker = 'D' | '-' | 'U';
