@@ -60,8 +60,13 @@ function decodeAt(buf: Buffer, i: number, len: number): number {
  */
 export class TerminalFilter {
   private pending: Buffer | null = null;
+  /** 1 for an ASCII byte shown as it is: a table, as this loop runs for every byte shown. */
+  private readonly asciiShown = new Uint8Array(0x80);
 
-  constructor(private readonly keep: ReadonlySet<number> = STREAM_KEEP) {}
+  constructor(keep: ReadonlySet<number> = STREAM_KEEP) {
+    for (let c = 0x20; c < 0x7f; c++) this.asciiShown[c] = 1;
+    for (const c of keep) if (c < 0x80) this.asciiShown[c] = 1;
+  }
 
   /** The filtered bytes of `chunk` (a new buffer when something changed; the input is never modified). */
   push(chunk: Buffer): Buffer {
@@ -72,16 +77,16 @@ export class TerminalFilter {
       out ??= Buffer.from(input);
       out.fill(UNDERSCORE, from, from + count);
     };
+    const shown = this.asciiShown;
     const n = input.length;
     let i = 0;
     while (i < n) {
       const b = input[i];
-      if (b >= 0x20 && b < 0x7f) {
-        i++;
-        continue;
-      }
       if (b < 0x80) {
-        if (!this.keep.has(b)) replace(i, 1);
+        if (shown[b] === 0) {
+          out ??= Buffer.from(input);
+          out[i] = UNDERSCORE;
+        }
         i++;
         continue;
       }
