@@ -1,11 +1,11 @@
 // qrexec-client-vm TARGET SERVICE[+ARGUMENT]: calls a qrexec service in another qube, as in Qubes.
 // stdin/stdout are the service's (or a LOCAL_PROGRAM's); exit code is the service's, 126 if refused,
-// 125 on a qrexec problem.
+// 125 on a qrexec problem. The other qube's output shown on a terminal is filtered (-t/-T).
 
 import { randomBytes } from 'crypto';
 import { spawn } from 'child_process';
 import { createConnection, type Socket } from 'net';
-import { PassThrough } from 'stream';
+import { PassThrough, type Writable } from 'stream';
 import { EXIT_NOT_FOUND, exitCodeOf } from './exec';
 import { CLIENT_SOCKET } from './client-tools';
 import { EXIT_QREXEC_PROBLEM, runDataSession } from '../qrexec/client';
@@ -14,6 +14,8 @@ import {
   encodeFrame, encodeHello, encodeTriggerService3, parseHello,
 } from '../qrexec/protocol';
 import { errorText } from '../core/error-text';
+import { inertString } from '../core/terminal-filter';
+import { terminalOutput } from '../qrexec/terminal-output';
 
 export const EXIT_REFUSED = 126;
 
@@ -24,7 +26,7 @@ function programName(): string {
 
 /** isolad's word while a call waits (an `ask`), on stderr; control bytes are never passed to a terminal. */
 function notice(payload: Buffer): void {
-  process.stderr.write(`${programName()}: ${payload.toString('utf8').replace(/[\x00-\x1f\x7f-\x9f]/g, '?')}\n`);
+  process.stderr.write(`${programName()}: ${inertString(payload.toString('utf8'))}\n`);
 }
 
 /** Reads frames until isolad's decision; returns it and the bytes after it (the first data frames). */
@@ -97,19 +99,54 @@ export async function callWithStreams(target: string, call: string, socketPath =
   if (start.refused) return start;
   const toRemote = new PassThrough();
   const fromRemote = new PassThrough();
-  const session = runDataSession(start.sock, { stdin: toRemote, stdout: fromRemote, stderr: process.stderr }, { head: start.head, log: () => undefined });
+  // The other qube's stderr reaches our terminal filtered, as Qubes' qrexec-client-vm does by default.
+  const stderr = terminalOutput(process.stderr, process.stderr.isTTY === true);
+  const session = runDataSession(start.sock, { stdin: toRemote, stdout: fromRemote, stderr }, { head: start.head, log: () => undefined });
   start.sock.resume();
   return { refused: false, sock: start.sock, toRemote, fromRemote, session };
 }
 
-const HELP = '\nCall the qrexec service SERVICE in the qube TARGET (a name or @default, @dispvm, ...) if policy\nallows it: stdin and stdout are the service\'s, or LOCAL_PROGRAM\'s when given.\n';
-const USAGE = 'usage: qrexec-client-vm [--filter-escape-chars-stderr] TARGET SERVICE[+ARGUMENT] [LOCAL_PROGRAM [ARGS...]]\n';
+const HELP = [
+  '',
+  "Call the qrexec service SERVICE in the qube TARGET (a name or @default, @dispvm, ...) if policy",
+  "allows it: stdin and stdout are the service's, or LOCAL_PROGRAM's when given.",
+  '',
+  'options:',
+  '  -t, --filter-escape-chars-stdout  replace escape and control characters in the service\'s stdout',
+  '                                    (default when stdout is a terminal and no LOCAL_PROGRAM is given)',
+  '  -T, --filter-escape-chars-stderr  the same for its stderr (default when stderr is a terminal)',
+  '  --no-filter-escape-chars-stdout   opposite of --filter-escape-chars-stdout',
+  '  --no-filter-escape-chars-stderr   opposite of --filter-escape-chars-stderr',
+  '',
+].join('\n');
+const USAGE = 'usage: qrexec-client-vm [options] TARGET SERVICE[+ARGUMENT] [LOCAL_PROGRAM [ARGS...]]\n';
+
+/** Qubes' filter options; undefined: not given (the default depends on the terminal). */
+interface FilterOptions {
+  stdout?: boolean;
+  stderr?: boolean;
+}
+
+const FILTER_OPTIONS: Record<string, (o: FilterOptions) => void> = {
+  '-t': (o) => void (o.stdout = true),
+  '--filter-escape-chars-stdout': (o) => void (o.stdout = true),
+  '-T': (o) => void (o.stderr = true),
+  '--filter-escape-chars-stderr': (o) => void (o.stderr = true),
+  '--no-filter-escape-chars-stdout': (o) => void (o.stdout = false),
+  '--no-filter-escape-chars-stderr': (o) => void (o.stderr = false),
+};
 
 export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET): Promise<number> {
+  const filter: FilterOptions = {};
   let i = 0;
-  while (argv[i] === '--filter-escape-chars-stderr' || argv[i] === '--no-filter-escape-chars-stderr') i++;
+  // Only before TARGET: after SERVICE, words belong to LOCAL_PROGRAM. `-tT` as getopt reads it.
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (Object.prototype.hasOwnProperty.call(FILTER_OPTIONS, a)) FILTER_OPTIONS[a](filter);
+    else if (/^-[tT]{2,}$/.test(a)) for (const c of a.slice(1)) FILTER_OPTIONS[`-${c}`](filter);
+    else break;
+  }
   const [target, call, ...local] = argv.slice(i);
-  // Only before TARGET: after SERVICE, words belong to LOCAL_PROGRAM.
   if (target === '-h' || target === '--help') {
     process.stdout.write(USAGE + HELP);
     return 0;
@@ -127,8 +164,11 @@ export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET)
     process.stderr.write('Request refused\n');
     return EXIT_REFUSED;
   }
-  if (local.length) return withLocalProgram(start.sock, start.head, local);
-  const done = runDataSession(start.sock, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, { head: start.head, log: () => undefined });
+  // Qubes' defaults: stderr filtered on a terminal; stdout too, unless a LOCAL_PROGRAM reads it.
+  const stderr = terminalOutput(process.stderr, filter.stderr ?? process.stderr.isTTY === true);
+  if (local.length) return withLocalProgram(start.sock, start.head, local, stderr);
+  const stdout = terminalOutput(process.stdout, filter.stdout ?? process.stdout.isTTY === true);
+  const done = runDataSession(start.sock, { stdin: process.stdin, stdout, stderr }, { head: start.head, log: () => undefined });
   start.sock.resume();
   return done.catch((e: unknown) => {
     process.stderr.write(`qrexec-client-vm: ${errorText(e)}\n`);
@@ -141,7 +181,7 @@ export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET)
  * service's input (qvm-open-in-vm and qvm-copy are built so in Qubes). The exit code is the
  * program's when it fails, else the service's.
  */
-async function withLocalProgram(sock: Socket, head: Buffer, [program, ...args]: string[]): Promise<number> {
+async function withLocalProgram(sock: Socket, head: Buffer, [program, ...args]: string[], stderr: Writable): Promise<number> {
   const child = spawn(program, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const spawned = await new Promise<Error | null>((resolve) => child.once('spawn', () => resolve(null)).once('error', resolve));
   if (spawned) {
@@ -151,7 +191,7 @@ async function withLocalProgram(sock: Socket, head: Buffer, [program, ...args]: 
   }
   child.stdin!.on('error', () => undefined); // the program may stop reading early: not our failure
   const localExit = new Promise<number>((resolve) => child.once('close', (code, signal) => resolve(exitCodeOf(code, signal))));
-  const done = runDataSession(sock, { stdin: child.stdout!, stdout: child.stdin!, stderr: process.stderr }, { head, log: () => undefined });
+  const done = runDataSession(sock, { stdin: child.stdout!, stdout: child.stdin!, stderr }, { head, log: () => undefined });
   sock.resume();
   const remote = await done.catch((e: unknown) => {
     process.stderr.write(`qrexec-client-vm: ${errorText(e)}\n`);

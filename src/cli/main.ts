@@ -4,6 +4,7 @@
 import readline from 'node:readline';
 import { AdminClient } from './admin-client';
 import { reportError, type CliCommand, type CliDeps } from './commands/common';
+import { inertText } from './output';
 
 import type { RunDeps } from './commands/qvm-run';
 
@@ -36,8 +37,24 @@ export function registerCommand(name: string, command: CliCommand): void {
   COMMANDS[name] = () => command;
 }
 
+/**
+ * Every text a command prints goes out inert: names, reasons, values and listings come from isolad
+ * and may carry what a qube chose, so no command can forget to filter one. The command's own
+ * terminal controls take deps.controls (the unfiltered stderr).
+ */
+export function inertDeps<T extends CliDeps>(deps: T): T {
+  return {
+    ...deps,
+    stdout: (s: string) => deps.stdout(inertText(s)),
+    stderr: (s: string) => deps.stderr(inertText(s)),
+    controls: deps.controls ?? deps.stderr,
+    prompt: deps.prompt && ((q: string) => deps.prompt!(inertText(q))),
+  };
+}
+
 /** Runs one command and returns its exit code; never exits the process, never prints a stack. */
-export async function main(command: string, argv: string[], deps: CliDeps): Promise<number> {
+export async function main(command: string, argv: string[], rawDeps: CliDeps): Promise<number> {
+  const deps = inertDeps(rawDeps);
   const cmd = Object.prototype.hasOwnProperty.call(COMMANDS, command) ? COMMANDS[command]() : undefined;
   if (!cmd) {
     deps.stderr(`isola: error: unknown command '${command}' (known: ${Object.keys(COMMANDS).sort().join(', ')})\n`);

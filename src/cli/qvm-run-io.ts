@@ -8,34 +8,20 @@ import { constants as osConstants } from 'node:os';
 import { Writable, type Readable } from 'node:stream';
 import { decodeReply, encodeRequest } from '../core/admin-wire';
 import { runDataSession } from '../qrexec/client';
+import { filterTerminalBytes } from '../core/terminal-filter';
+import { terminalOutput } from '../qrexec/terminal-output';
 import { MAX_PAYLOAD, MSG_DATA_STDIN, MSG_EXEC_CMDLINE, MSG_JUST_EXEC, encodeExecParams, encodeFrame } from '../qrexec/protocol';
 
 /**
- * Qubes' qrexec filter (-t/-T of qrexec-client): every byte that is not printable ASCII, tab,
- * newline, carriage return, backspace or bell becomes `_`, so a qube cannot drive the terminal
- * (ESC sequences, OSC titles, C1 controls). The input is not modified.
+ * Qubes' qrexec filter (-t/-T of qrexec-client) on one whole buffer: see TerminalFilter. The input
+ * is not modified.
  */
 export function filterEscapes(chunk: Buffer): Buffer {
-  let out: Buffer | null = null;
-  for (let i = 0; i < chunk.length; i++) {
-    const c = chunk[i];
-    if ((c < 0x20 || c > 0x7e) && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x08 && c !== 0x07) {
-      out ??= Buffer.from(chunk);
-      out[i] = 0x5f;
-    }
-  }
-  return out ?? chunk;
+  return filterTerminalBytes(chunk);
 }
 
 /** A writable in front of `target`, filtering what passes when asked; never ends the target. */
-export function outputTo(target: Writable, filter: boolean): Writable {
-  return new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      if (target.write(filter ? filterEscapes(chunk) : chunk)) cb();
-      else target.once('drain', () => cb());
-    },
-  });
-}
+export const outputTo = terminalOutput;
 
 export const discard = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 

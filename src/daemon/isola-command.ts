@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { formatReport, KVM_CHECK_NAME, probeHost } from '../backends/host-probe';
 import { argparseArityErrors, argparseWording, oneLine, pyRepr, versionText } from '../cli/commands/common';
+import { inert, inertText } from '../cli/output';
 import { errorText } from '../core/error-text';
 import { idmapHelperPath } from '../storage/mounts';
 import { startIsolad } from './isolad';
@@ -48,13 +49,16 @@ export async function isolaMain(argv: string[], out: (s: string) => void = (s) =
       // KVM is optional (TCG is the fallback): its absence alone is not a failure.
       code = results.some((r) => !r.ok && r.name !== KVM_CHECK_NAME) ? 1 : 0;
     });
-  program.addCommand(policyCommand({ out, err }, (c) => (code = c)));
-  program.addCommand(askCommand({ out }, (c) => (code = c)));
+  // What isolad says about qrexec calls (the log, pending questions) names what qubes asked for: inert.
+  const inertOut = (s: string) => out(inertText(s));
+  const inertErr = (s: string) => err(inertText(s));
+  program.addCommand(policyCommand({ out: inertOut, err: inertErr }, (c) => (code = c)));
+  program.addCommand(askCommand({ out: inertOut }, (c) => (code = c)));
   argparseOutput(program, out, err);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
-    const policyCode = policyErrorCode(e, { out, err });
+    const policyCode = policyErrorCode(e, { out: inertOut, err: inertErr });
     if (policyCode !== undefined) return policyCode;
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
@@ -62,7 +66,7 @@ export async function isolaMain(argv: string[], out: (s: string) => void = (s) =
       if (e.code === 'commander.help' && e.exitCode !== 0) err(`${commandPath(commandOf(program, argv))}: error: the following arguments are required: COMMAND\n`);
       return e.exitCode === 0 ? 0 : 2;
     }
-    err(`${running}: error: ${oneLine(errorText(e)) || 'unknown error'}\n`);
+    err(`${running}: error: ${inert(oneLine(errorText(e))) || 'unknown error'}\n`);
     return 1;
   }
   return code;

@@ -1,6 +1,7 @@
 // qvm-open-in-vm [--view-only] VMNAME FILE|URL and qvm-open-in-dvm [--view-only] FILE|URL inside a
 // qube: a URL goes to qubes.OpenURL, a file to qubes.OpenInVM; an edited file that comes back replaces
 // the original (atomically, keeping its mode) only when the reply is not empty, as Qubes' qopen-in-vm.
+// With --view-only nothing comes back, whatever the target sends: the reply is read and dropped.
 
 import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from 'fs';
 import { once } from 'events';
@@ -53,7 +54,17 @@ export async function qvmOpenInVm(tool: OpenTool, argv: string[]): Promise<numbe
     toRemote.write(block);
     createReadStream(what).on('error', (e) => toRemote.destroy(e)).pipe(toRemote);
   }
-  return url ? session : receiveEdited(what, reply, session);
+  return url ? session : viewOnly ? discardReply(reply, session) : receiveEdited(what, reply, session);
+}
+
+/** View-only: the target is not trusted to answer; its bytes are drained so that it can finish. */
+async function discardReply(reply: PassThrough, session: Promise<number>): Promise<number> {
+  reply.resume();
+  try {
+    return await session;
+  } finally {
+    reply.end();
+  }
 }
 
 /** Writes the reply next to the original; it replaces the original only if it is not empty. */

@@ -21,8 +21,12 @@ export interface AdminClientLike {
 
 export interface CliDeps {
   client: AdminClientLike;
+  /** Text for stdout; main() makes it inert (inertText), whatever a qube put in it. */
   stdout: (s: string) => void;
+  /** Text for stderr, made inert as stdout. */
   stderr: (s: string) => void;
+  /** The CLI's own terminal controls on stderr (qvm-run's colours, the progress bar): never filtered. */
+  controls?: (s: string) => void;
   /** stdin and stderr are a terminal: questions may be asked, progress bars drawn. */
   isTTY: boolean;
   /**

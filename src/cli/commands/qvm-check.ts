@@ -7,6 +7,7 @@ import {
   addTargetOptions, checkTargets, expandVmNames, hasWildcard, listQubes, newProgram, parsePropertyReply, verbosity,
   type CliDeps, type QubeEntry, type TargetOptions,
 } from './common';
+import { inert } from '../output';
 
 export const description = 'Check whether qubes exist, run, are paused, are templates or can reach the network.';
 
@@ -71,7 +72,7 @@ export async function run(argv: string[], deps: CliDeps): Promise<number> {
     if (matching.length === 0) info(`None of qubes: ${status}`);
     else for (const q of byNameOrder(matching)) info(`${q.name}: ${status}`);
     // Isola's addition, at -v only: why a qube that should run does not (its last run's end).
-    if (level >= 2) for (const q of domains) if (!matching.includes(q) && q.lastError) deps.stderr(`qvm-check: ${q.name}: last run: ${q.lastError}\n`);
+    if (level >= 2) for (const q of domains) if (!matching.includes(q) && q.lastError) deps.stderr(`qvm-check: ${q.name}: last run: ${inert(q.lastError)}\n`);
   }
   for (const n of [...invalid].sort()) {
     if (level >= 1) deps.stderr(`qvm-check: ${n}: non-existent!\n`);

@@ -5,6 +5,7 @@ import { Option } from 'commander';
 import { columnFor, FORMATS, helpColumns, helpFormats, propValue, type LsQube } from '../ls/columns';
 import { featureOf, fetchForColumns, fetchProps, fetchTags, mergeNeeds } from '../ls/fetch';
 import { renderTable } from '../ls/table';
+import { inert } from '../output';
 import { collect, expandVmNames, listQubes, newProgram, UsageError, type CliDeps } from './common';
 
 export const description = 'List Qubes domains and their parameters.';
@@ -156,6 +157,6 @@ export async function run(argv: string[], deps: CliDeps): Promise<number> {
   const ctx = await fetchForColumns(deps, qubes, needs);
   deps.stdout(renderTable(qubes, columns, ctx, { rawData, tree: Boolean(o.tree), sort: o.sort, reverse: Boolean(o.reverse), ignoreCase: Boolean(o.ignoreCase) }));
   // Why a qube is Halted when it did not stop cleanly; on stderr so the table stays parseable.
-  if (!rawData) for (const q of qubes) if (q.entry.lastError) deps.stderr(`${q.entry.name}: last run: ${q.entry.lastError}\n`);
+  if (!rawData) for (const q of qubes) if (q.entry.lastError) deps.stderr(`${q.entry.name}: last run: ${inert(q.entry.lastError)}\n`);
   return 0;
 }

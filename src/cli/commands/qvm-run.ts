@@ -93,7 +93,14 @@ export async function run(argv: string[], deps: RunDeps): Promise<number> {
   if (!deps.connect) throw new Error('qvm-run needs a connection to isolad');
   const connect = deps.connect;
   const errColour = colour(colorStderr);
-  const say = (msg: string) => deps.stderr(errColour ? `\x1b[0m${msg}\x1b[0;${errColour}m\n` : `${msg}\n`);
+  // Our colour codes go out as they are (deps.controls), the message itself inert (deps.stderr).
+  const controls = deps.controls ?? deps.stderr;
+  const say = (msg: string) => {
+    if (errColour) controls('\x1b[0m');
+    deps.stderr(msg);
+    if (errColour) controls(`\x1b[0;${errColour}m`);
+    deps.stderr('\n');
+  };
   if (a.gui && 1 + a.verbose - a.quiet > 0) say(`qvm-run: note: qubes have no GUI yet; running '${a.cmd}' without one`);
 
   const io: Io = !a.passio
@@ -103,7 +110,7 @@ export async function run(argv: string[], deps: RunDeps): Promise<number> {
       : { kind: 'pass', stdin: deps.stdin ?? process.stdin, stdout: outputTo(out, filterEsc), stderr: outputTo(err, filterEsc || errTTY) };
   const outColour = colour(colorOutput);
   if (outColour) out.write(`\x1b[0;${outColour}m`);
-  if (errColour) deps.stderr(`\x1b[0;${errColour}m`);
+  if (errColour) controls(`\x1b[0;${errColour}m`);
   let code = 0;
   try {
     // Started one after the other, then waited for in order (as Qubes' procs list): --all runs in parallel.
@@ -135,7 +142,7 @@ export async function run(argv: string[], deps: RunDeps): Promise<number> {
     }
   } finally {
     if (outColour) out.write('\x1b[0m');
-    if (errColour) deps.stderr('\x1b[0m');
+    if (errColour) controls('\x1b[0m');
   }
   return code;
 }

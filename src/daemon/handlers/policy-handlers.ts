@@ -4,15 +4,22 @@
 import type { AdminMethod } from '../../core/admin-methods';
 import { QubesError, valueError } from '../../core/errors';
 import { parseInteger } from '../../core/property-types';
+import { inertString } from '../../core/terminal-filter';
 import type { Handler } from '../admin-server';
 import type { HandlerDeps } from './context';
 import { encodePolicyStatus, evalAnswer } from '../policy-report';
 import { systemInfo } from '../system-info';
 
+/**
+ * A word of a line that a qube may have chosen (the target or service it asked for): no control
+ * character and no space, so it cannot forge a line or shift the columns after it.
+ */
+const word = (untrusted: string) => inertString(untrusted).replace(/ /g, '_');
+
 export function policyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
   return {
     'admin.qrexec.AskList': () =>
-      d.asks.list().map((a) => `${a.id} ${a.source} ${a.service}${a.argument} default=${a.defaultTarget ?? ''} requested=${a.requested} ${a.targets.join(' ')}\n`).join(''),
+      d.asks.list().map((a) => `${a.id} ${a.source} ${word(a.service + a.argument)} default=${a.defaultTarget ?? ''} requested=${word(a.requested)} ${a.targets.join(' ')}\n`).join(''),
     'admin.qrexec.AskAnswer': (ctx) => {
       const id = parseInteger(ctx.req.arg);
       if (id === undefined || id <= 0) throw valueError(`Invalid question id '${ctx.req.arg}'`);
@@ -39,7 +46,7 @@ export function policyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Hand
         since = Date.now() - secs * 1000;
       }
       return d.collection.store.decisions(since).map((r) =>
-        `${new Date(r.at).toISOString()} ${r.source} ${r.target} ${r.service}${r.argument} ${r.result} ${r.rule || '-'} ${r.reason.replace(/\n/g, ' ')}\n`).join('');
+        `${new Date(r.at).toISOString()} ${r.source} ${word(r.target)} ${word(r.service + r.argument)} ${r.result} ${r.rule || '-'} ${inertString(r.reason.replace(/\n/g, ' '))}\n`).join('');
     },
   };
 }
