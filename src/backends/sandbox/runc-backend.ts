@@ -2,10 +2,13 @@
 // Qubes run detached under a per-instance --root, so they outlive isolad and can be reconciled.
 
 import { execFile, spawn } from 'child_process';
+import { randomUUID } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Backend, QubeRuntimeSpec, RuntimeInfo, RuntimeStatus } from '../../core/backend';
+import { blockIdentityFiles } from './host-identity';
 import { buildOciSpec, validateRuntimeSpec, type OciHostOptions } from './oci-spec';
+import { qubeProcFiles } from './qube-proc-files';
 import { probeOciRuntime } from './runtime-probe';
 
 export interface RuncBackendOptions {
@@ -17,6 +20,13 @@ export interface RuncBackendOptions {
   bundleRoot: string;
   /** How long one runtime command may take before it is killed (ms). */
   commandTimeoutMs?: number;
+  /** The createContainer hook giving each qube its own /proc/cmdline and boot_id (isola-proc-bind). */
+  procBindHelper?: string;
+}
+
+/** Built by scripts/build.sh next to the other host helpers (dist/libexec). */
+function defaultProcBindHelper(): string {
+  return process.env.ISOLA_PROC_BIND_HELPER || path.resolve(__dirname, '../../../libexec/isola-proc-bind');
 }
 
 interface CmdResult {
@@ -70,7 +80,7 @@ function untraversable(dir: string, uidBase: number, uidCount: number): string |
 }
 
 /** Checks runc would otherwise report obscurely ("can't get final child's PID from pipe"). */
-function preflight(spec: QubeRuntimeSpec): void {
+function preflight(spec: QubeRuntimeSpec, procBindHelper: string): void {
   let st: fs.Stats;
   try {
     st = fs.statSync(spec.rootfs);
@@ -85,6 +95,10 @@ function preflight(spec: QubeRuntimeSpec): void {
   for (const m of spec.mounts) {
     if (!fs.existsSync(m.source)) throw new Error(`qube ${spec.id}: mount source ${m.source} (for ${m.destination}) does not exist`);
   }
+  // The hook runs as the qube's root, inside its user namespace.
+  if (!fs.existsSync(procBindHelper)) throw new Error(`qube ${spec.id}: helper ${procBindHelper} is missing: run scripts/build.sh`);
+  const hidden = untraversable(procBindHelper, spec.uidBase, spec.uidCount);
+  if (hidden) throw new Error(`qube ${spec.id}: ${hidden} is not traversable by the qube's root, which runs ${procBindHelper}: chmod o+x it`);
 }
 
 /** The runtime's own hard RLIMIT_NOFILE: runc cannot raise it for the qube without CAP_SYS_RESOURCE. */
@@ -110,6 +124,7 @@ export class RuncBackend implements Backend {
   private readonly stateRoot: string;
   private readonly bundleRoot: string;
   private readonly timeoutMs: number;
+  private readonly procBindHelper: string;
   private hostOptions?: OciHostOptions;
 
   constructor(opts: RuncBackendOptions) {
@@ -119,6 +134,7 @@ export class RuncBackend implements Backend {
     this.stateRoot = opts.stateRoot;
     this.bundleRoot = opts.bundleRoot;
     this.timeoutMs = opts.commandTimeoutMs ?? 60_000;
+    this.procBindHelper = opts.procBindHelper ?? defaultProcBindHelper();
   }
 
   bundleDir(id: string): string {
@@ -149,9 +165,14 @@ export class RuncBackend implements Backend {
 
   async start(spec: QubeRuntimeSpec): Promise<RuntimeInfo> {
     validateRuntimeSpec(spec);
-    preflight(spec);
+    preflight(spec, this.procBindHelper);
     this.hostOptions ??= { nofileHard: hardNofile(), swapLimit: swapLimitSupported() };
-    const config = buildOciSpec(spec, this.hostOptions);
+    // Per start: disks may have come since, and a VM gets a new boot id at each boot.
+    const config = buildOciSpec(spec, {
+      ...this.hostOptions,
+      hostIdentityFiles: blockIdentityFiles(),
+      procFiles: qubeProcFiles(this.procBindHelper, randomUUID()),
+    });
     const existing = await this.state(spec.id);
     // A stopped leftover (qube crashed, isolad restarted) holds nothing; anything else is live.
     if (existing?.status === 'stopped') await this.destroy(spec.id);
