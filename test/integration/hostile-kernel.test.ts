@@ -151,7 +151,7 @@ describe('hostile kernel interfaces from inside a qube', { skip, concurrency: fa
     assert.equal(readFileSync('/proc/cmdline', 'utf8'), hostCmdline);
   });
 
-  test('host-info-leak: with the host hidden, ps, top, uptime, free and apt still work in the qube', async () => {
+  test('host-info-masks: with the host hidden, ps, top, uptime, free and apt still work in the qube', async () => {
     const r = await run('set -e; ps aux; top -bn1; uptime; free -m; apt-get check');
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /Unable|cannot|error/i);
