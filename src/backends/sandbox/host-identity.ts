@@ -19,30 +19,43 @@ export const BLOCK_ID_ATTRS: readonly string[] = [
 
 /**
  * Absolute paths (as the qube's /sys shows them: symlinks resolved) of identifying attribute files
- * of the host's block devices. `sysRoot` is for tests; errors on one device skip it, not the rest.
+ * of the host's block devices. `sysRoot` is for tests. Runs at every qube start: the answer is
+ * kept while the list of disks stays the same (one readdir), and otherwise each disk is resolved
+ * once, virtual ones are skipped whole and attributes are probed without throwing (about 1 ms).
  */
 export function blockIdentityFiles(sysRoot = '/sys'): string[] {
   let root: string;
   let disks: string[];
   try {
-    root = fs.realpathSync(sysRoot);
+    root = fs.realpathSync.native(sysRoot);
     disks = fs.readdirSync(path.join(root, 'block'));
   } catch {
     return []; // no sysfs here: nothing of it to hide
   }
-  const blockDir = path.join(root, 'block');
+  const key = `${root}\0${disks.join('\0')}`;
+  if (cache?.key === key) return [...cache.files];
+  const virtual = path.join(root, VIRTUAL_BLOCK_DIR.slice('/sys/'.length));
+  const resolve = (p: string): string | undefined => {
+    try {
+      return fs.realpathSync.native(p);
+    } catch {
+      return undefined;
+    }
+  };
   const found = new Set<string>();
   for (const disk of disks) {
+    const dir = resolve(path.join(root, 'block', disk));
+    if (!dir || !dir.startsWith(`${root}/`) || dir.startsWith(`${virtual}/`)) continue;
+    const device = resolve(path.join(dir, 'device'));
     for (const attr of BLOCK_ID_ATTRS) {
-      try {
-        const file = fs.realpathSync(path.join(blockDir, disk, attr));
-        if (!file.startsWith(`${root}/`) || !fs.statSync(file).isFile()) continue;
-        const inQube = `/sys/${file.slice(root.length + 1)}`;
-        if (!inQube.startsWith(`${VIRTUAL_BLOCK_DIR}/`)) found.add(inQube);
-      } catch {
-        // this device has no such attribute
-      }
+      const base = attr.startsWith('device/') ? device : dir;
+      if (!base || !base.startsWith(`${root}/`)) continue;
+      const file = path.join(base, attr.replace(/^device\//, ''));
+      if (fs.statSync(file, { throwIfNoEntry: false })?.isFile()) found.add(`/sys/${file.slice(root.length + 1)}`);
     }
   }
-  return [...found].sort();
+  cache = { key, files: [...found].sort() };
+  return [...cache.files];
 }
+
+let cache: { key: string; files: string[] } | undefined;
