@@ -43,7 +43,7 @@ export const QUBE_CAPABILITIES: readonly string[] = [
  * pressure stall figures (how busy the host and its other qubes are), vmcoreinfo (physical
  * addresses of kernel structures, a KASLR break) and the host's virtual disks (loop backing files,
  * device-mapper names and uuids). /proc/stat and /proc/loadavg stay: ps, top and uptime fail
- * without them (docs/threat-model.md).
+ * without them (docs/architecture.md).
  */
 export const MASKED_PATHS: readonly string[] = [
   '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',

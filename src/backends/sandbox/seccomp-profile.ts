@@ -1,5 +1,6 @@
 // The seccomp filter every sandbox qube runs under: an allow list modelled on Docker's default
-// profile (anything not listed fails with EPERM), with namespace creation and kernel-wide knobs refused.
+// profile (anything not listed fails with EPERM), with namespace creation and kernel-wide knobs
+// refused, for the x86-64 ABI only (a call through any other ABI kills the caller).
 
 export interface SeccompArg {
   index: number;
