@@ -13,6 +13,10 @@ mkdir -p dist/libexec
 gcc -O2 -Wall -Wextra -o dist/libexec/isola-idmap-mount src/native/isola-idmap-mount.c
 # Reads a qube's console on the host (size cap, rotation); the qube only ever holds the pipe.
 gcc -O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -pie -Wl,-z,relro,-z,now -o dist/libexec/isola-log-relay src/native/isola-log-relay.c
+HARDENED=(-O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -pie -Wl,-z,relro,-z,now)
+# The OCI createContainer hook that gives each qube its own /proc/cmdline and boot_id. Static: it
+# runs at every qube start, and skipping the dynamic loader saves a few ms of it.
+gcc "${HARDENED[@]}" -static-pie -o dist/libexec/isola-proc-bind src/native/isola-proc-bind.c
 # Static: it runs inside qubes, whatever libc their template has.
 gcc -O2 -Wall -Wextra -static -o dist/qube/isola-runas src/native/isola-runas.c
 

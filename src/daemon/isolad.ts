@@ -46,6 +46,13 @@ export interface Isolad {
 /** Static binaries the build puts beside the in-qube bundles (they run in any template). */
 const QUBE_PROGRAMS = ['isola-runas'];
 
+/**
+ * Host helpers that a qube's runtime runs as the qube's (unprivileged on the host) root, before the
+ * qube's root is pivoted to: copied under ISOLA_HOME, which it can traverse wherever the build is.
+ */
+const RUNTIME_HOOKS = ['isola-proc-bind'];
+export const runtimeHookDir = (cfg: DaemonConfig): string => path.join(cfg.home, 'libexec');
+
 /** The in-qube programs (agent, qrexec-client-vm), bundled by the build next to the compiled daemon. */
 export function qubeBundleDir(): string {
   return path.resolve(__dirname, '../../qube');
@@ -68,6 +75,14 @@ async function prepareDirs(cfg: DaemonConfig): Promise<void> {
     await fs.copyFile(path.join(qubeBundleDir(), file), tmp);
     await fs.chmod(tmp, mode);
     await fs.rename(tmp, path.join(cfg.libDir, file));
+  }
+  await fs.mkdir(runtimeHookDir(cfg), { recursive: true });
+  await fs.chmod(runtimeHookDir(cfg), 0o755);
+  for (const file of RUNTIME_HOOKS) {
+    const tmp = path.join(runtimeHookDir(cfg), `.${file}.${process.pid}`);
+    await fs.copyFile(path.resolve(__dirname, '../../libexec', file), tmp);
+    await fs.chmod(tmp, 0o755);
+    await fs.rename(tmp, path.join(runtimeHookDir(cfg), file));
   }
   // Built-in services, found by agents after the qube's own /etc/qubes-rpc (which may override them).
   const rpc = path.join(cfg.libDir, 'qubes-rpc');
@@ -106,7 +121,9 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
   const collection = new Collection(store);
   const events = new EventBus();
   const pool = new OverlayPool('default', config.poolDir, config.runDir);
-  const backend = opts.backend ?? new RuncBackend({ stateRoot: config.runcRoot, bundleRoot: config.bundleRoot });
+  const backend = opts.backend ?? new RuncBackend({
+    stateRoot: config.runcRoot, bundleRoot: config.bundleRoot, procBindHelper: path.join(runtimeHookDir(config), 'isola-proc-bind'),
+  });
   const uids = new QubeIds(config, collection, new UidRegistry(config.uidRegistry), log);
   // Before reconcile: a qube of an older database gets its range registered before anything uses it.
   await uids.migrate();

@@ -3,6 +3,8 @@
 
 import * as path from 'path';
 import type { QubeMount, QubeRuntimeSpec } from '../../core/backend';
+import { VIRTUAL_BLOCK_DIR } from './host-identity';
+import { procBindHook, type OciHook, type ProcFiles } from './qube-proc-files';
 import { seccompProfile, type SeccompProfile } from './seccomp-profile';
 
 /** Facts about the host that change the spec; the backend probes them (this module stays pure). */
@@ -14,6 +16,10 @@ export interface OciHostOptions {
   nofileHard?: number;
   /** Whether memory+swap can be limited (cgroup v1 needs memory.memsw.*; v2 has memory.swap.max). */
   swapLimit?: boolean;
+  /** Host files naming this machine's hardware (block device serials...), masked like MASKED_PATHS. */
+  hostIdentityFiles?: readonly string[];
+  /** The qube's own /proc/cmdline and boot_id, put in place by a createContainer hook. */
+  procFiles?: ProcFiles;
 }
 
 export const DEFAULT_NOFILE_HARD = 1048576;
@@ -32,11 +38,17 @@ export const QUBE_CAPABILITIES: readonly string[] = [
   'CAP_AUDIT_WRITE',
 ];
 
-/** Host-information leaks and kernel knobs hidden from the qube (same list as Docker). */
+/**
+ * Host-information leaks and kernel knobs hidden from the qube: Docker's list, plus the host's
+ * pressure stall figures (how busy the host and its other qubes are), vmcoreinfo (physical
+ * addresses of kernel structures, a KASLR break) and the host's virtual disks (loop backing files,
+ * device-mapper names and uuids). /proc/stat and /proc/loadavg stay: ps, top and uptime fail
+ * without them (docs/architecture.md).
+ */
 export const MASKED_PATHS: readonly string[] = [
   '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
   '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware',
-  '/sys/devices/virtual/powercap',
+  '/sys/devices/virtual/powercap', '/proc/pressure', '/sys/kernel/vmcoreinfo', VIRTUAL_BLOCK_DIR,
 ];
 
 export const READONLY_PATHS: readonly string[] = [
@@ -151,7 +163,8 @@ export interface OciSpec {
   root: { path: string; readonly: boolean };
   hostname: string;
   mounts: Array<{ destination: string; type: string; source: string; options: string[] }>;
-  linux: Record<string, unknown> & { seccomp: SeccompProfile };
+  linux: Record<string, unknown> & { seccomp: SeccompProfile; maskedPaths: string[]; readonlyPaths: string[] };
+  hooks?: { createContainer: OciHook[] };
   annotations: Record<string, string>;
 }
 
@@ -189,6 +202,7 @@ export function buildOciSpec(spec: QubeRuntimeSpec, host: OciHostOptions = {}): 
   // memory+swap equal to memory: a qube's hard limit cannot be dodged by swapping.
   if (host.swapLimit !== false) memory.swap = limitBytes;
 
+  const hostMasks = (host.hostIdentityFiles ?? []).filter((p) => path.isAbsolute(p) && p.startsWith('/sys/'));
   return {
     ociVersion: '1.0.2',
     process: {
@@ -222,9 +236,10 @@ export function buildOciSpec(spec: QubeRuntimeSpec, host: OciHostOptions = {}): 
       },
       cgroupsPath: cgroupsPathFor(spec),
       seccomp: seccompProfile(),
-      maskedPaths: [...MASKED_PATHS],
+      maskedPaths: [...MASKED_PATHS, ...hostMasks],
       readonlyPaths: [...READONLY_PATHS],
     },
+    ...(host.procFiles ? { hooks: { createContainer: [procBindHook(host.procFiles)] } } : {}),
     annotations: { 'org.isola.hostname': spec.hostname },
   };
 }

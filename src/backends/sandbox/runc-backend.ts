@@ -2,10 +2,13 @@
 // Qubes run detached under a per-instance --root, so they outlive isolad and can be reconciled.
 
 import { execFile, spawn } from 'child_process';
+import { randomUUID } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Backend, QubeRuntimeSpec, RuntimeInfo, RuntimeStatus } from '../../core/backend';
+import { blockIdentityFiles } from './host-identity';
 import { buildOciSpec, validateRuntimeSpec, type OciHostOptions } from './oci-spec';
+import { qubeProcFiles } from './qube-proc-files';
 import { probeOciRuntime } from './runtime-probe';
 
 export interface RuncBackendOptions {
@@ -19,6 +22,8 @@ export interface RuncBackendOptions {
   commandTimeoutMs?: number;
   /** The console relay (isola-log-relay); ISOLA_LOG_RELAY or the build's dist/libexec when absent. */
   logRelayPath?: string;
+  /** The createContainer hook giving each qube its own /proc/cmdline and boot_id (isola-proc-bind). */
+  procBindHelper?: string;
 }
 
 /** A qube's console log: at most this many bytes per file, and this many rotated files kept. */
@@ -27,6 +32,11 @@ export const GUEST_LOG_KEEP = 2;
 
 function defaultLogRelay(): string {
   return process.env.ISOLA_LOG_RELAY || path.resolve(__dirname, '../../../libexec/isola-log-relay');
+}
+
+/** Built by scripts/build.sh next to the other host helpers (dist/libexec). */
+function defaultProcBindHelper(): string {
+  return process.env.ISOLA_PROC_BIND_HELPER || path.resolve(__dirname, '../../../libexec/isola-proc-bind');
 }
 
 interface CmdResult {
@@ -80,7 +90,7 @@ function untraversable(dir: string, uidBase: number, uidCount: number): string |
 }
 
 /** Checks runc would otherwise report obscurely ("can't get final child's PID from pipe"). */
-function preflight(spec: QubeRuntimeSpec): void {
+function preflight(spec: QubeRuntimeSpec, procBindHelper: string): void {
   let st: fs.Stats;
   try {
     st = fs.statSync(spec.rootfs);
@@ -95,6 +105,10 @@ function preflight(spec: QubeRuntimeSpec): void {
   for (const m of spec.mounts) {
     if (!fs.existsSync(m.source)) throw new Error(`qube ${spec.id}: mount source ${m.source} (for ${m.destination}) does not exist`);
   }
+  // The hook runs as the qube's root, inside its user namespace.
+  if (!fs.existsSync(procBindHelper)) throw new Error(`qube ${spec.id}: helper ${procBindHelper} is missing: run scripts/build.sh`);
+  const hidden = untraversable(procBindHelper, spec.uidBase, spec.uidCount);
+  if (hidden) throw new Error(`qube ${spec.id}: ${hidden} is not traversable by the qube's root, which runs ${procBindHelper}: chmod o+x it`);
 }
 
 /** The runtime's own hard RLIMIT_NOFILE: runc cannot raise it for the qube without CAP_SYS_RESOURCE. */
@@ -121,6 +135,7 @@ export class RuncBackend implements Backend {
   private readonly bundleRoot: string;
   private readonly timeoutMs: number;
   private readonly logRelay: string;
+  private readonly procBindHelper: string;
   private hostOptions?: OciHostOptions;
 
   constructor(opts: RuncBackendOptions) {
@@ -131,6 +146,7 @@ export class RuncBackend implements Backend {
     this.bundleRoot = opts.bundleRoot;
     this.timeoutMs = opts.commandTimeoutMs ?? 60_000;
     this.logRelay = opts.logRelayPath ?? defaultLogRelay();
+    this.procBindHelper = opts.procBindHelper ?? defaultProcBindHelper();
   }
 
   bundleDir(id: string): string {
@@ -161,9 +177,14 @@ export class RuncBackend implements Backend {
 
   async start(spec: QubeRuntimeSpec): Promise<RuntimeInfo> {
     validateRuntimeSpec(spec);
-    preflight(spec);
+    preflight(spec, this.procBindHelper);
     this.hostOptions ??= { nofileHard: hardNofile(), swapLimit: swapLimitSupported() };
-    const config = buildOciSpec(spec, this.hostOptions);
+    // Per start: disks may have come since, and a VM gets a new boot id at each boot.
+    const config = buildOciSpec(spec, {
+      ...this.hostOptions,
+      hostIdentityFiles: blockIdentityFiles(),
+      procFiles: qubeProcFiles(this.procBindHelper, randomUUID()),
+    });
     const existing = await this.state(spec.id);
     // A stopped leftover (qube crashed, isolad restarted) holds nothing; anything else is live.
     if (existing?.status === 'stopped') await this.destroy(spec.id);
