@@ -102,7 +102,8 @@ export class AgentListener extends EventEmitter {
   }
 
   async listen(): Promise<void> {
-    this.budgetTimer ??= setInterval(() => this.flushBudget(), 1000);
+    // Also counts bytes held by paused connections, which no 'data' event reports.
+    this.budgetTimer ??= setInterval(() => (this.flushBudget(), this.checkMemory()), 1000);
     this.budgetTimer.unref();
     await this.listenAt(this.opts.socketPath, false);
     if (this.opts.clientSocketPath) await this.listenAt(this.opts.clientSocketPath, true);

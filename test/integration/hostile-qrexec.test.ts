@@ -9,6 +9,10 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { canRunIntegration, Instance, sleep } from './harness';
 import { RAW_QREXEC_SCRIPT } from './raw-qrexec-script';
+import { createConnection, type Socket } from 'node:net';
+import {
+  AgentListener, DAEMON_TO_AGENT_DATA, HELLO_FLAG_CLIENT, MSG_DATA_STDIN, MSG_HELLO, MSG_TRIGGER_SERVICE3, encodeFrame, encodeHello, encodeTriggerService3,
+} from '../../src/qrexec';
 
 const skip = canRunIntegration();
 
@@ -122,3 +126,51 @@ describe('hostile qrexec callers against isolad', { skip, concurrency: false }, 
     assert.equal((await inQube('work', 'echo again | qrexec-client-vm vault test.Echo')).stdout, 'again\n', 'the qube whose call failed is served too');
   });
 });
+
+// The per-qube byte budget, on isolad's own listener (no qube needed): callers whose calls are
+// stalled (their target does not read) make isolad hold what they sent; over the budget, the
+// qube's newest connection goes, its older ones and other qubes' connections stay.
+describe('per-qube memory budget of the qrexec listener', () => {
+  test('refused-call-socket-leak: over its byte budget a qube loses its newest connection, not its older ones', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'isola-budget-'));
+    const lines: string[] = [];
+    const listener = new AgentListener({ socketPath: path.join(dir, 'a.sock'), clientSocketPath: path.join(dir, 'c.sock'), name: 'work', maxBufferedBytes: 100_000, log: (l) => lines.push(l) });
+    await listener.listen();
+    // A stalled splice: the call is accepted, then isolad stops reading it (the target is full).
+    listener.on('service-call', (_u, conn) => {
+      conn.allow(DAEMON_TO_AGENT_DATA);
+      conn.pause();
+    });
+    try {
+      const callers: Socket[] = [];
+      const closed = [false, false, false];
+      for (let i = 0; i < 3; i++) {
+        const s = createConnection(path.join(dir, 'c.sock'));
+        await new Promise((r) => s.once('connect', r));
+        s.on('error', () => undefined);
+        s.once('close', () => (closed[i] = true));
+        s.resume();
+        s.write(Buffer.concat([encodeFrame(MSG_HELLO, encodeHello(HELLO_FLAG_CLIENT)), encodeFrame(MSG_TRIGGER_SERVICE3, encodeTriggerService3({ targetDomain: 'vault', requestId: `r${i}`, serviceName: 'test.Echo' }))]));
+        await sleep(100);
+        for (let k = 0; k < 4; k++) s.write(encodeFrame(MSG_DATA_STDIN, Buffer.alloc(65536)));
+        callers.push(s);
+        await sleep(200);
+      }
+      await until2(async () => closed.some(Boolean), 5000);
+      await sleep(1500);
+      assert.equal(closed[0], false, 'the oldest call stays');
+      assert.equal(closed[2], true, 'the newest call is dropped');
+      assert.ok(listener.bufferedBytes() <= 100_000, `isolad still holds ${listener.bufferedBytes()} bytes for the qube`);
+      assert.ok(lines.some((l) => /holds more than 100000 bytes in isolad/.test(l)), lines.join('\n'));
+      for (const c of callers) c.destroy();
+    } finally {
+      await listener.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+async function until2(cond: () => Promise<boolean>, ms: number): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(100)) if (await cond()) return;
+  assert.fail(`not within ${ms} ms`);
+}
