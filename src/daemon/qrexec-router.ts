@@ -107,9 +107,13 @@ export class QrexecRouter {
       else conn.socket.once('close', withdraw);
       const answer = await question.answer;
       conn.socket.off('close', withdraw);
-      if (conn.closed) return;
       if (answer.unanswered === 'timeout') this.notify(conn, `nobody answered on the host within ${secs} s: the call is refused`);
       r = answerAsk(r, answer, systemInfo(this.d.collection));
+      // Allowed just as the caller left: nothing is started for nobody.
+      if (conn.closed && r.result === 'allow') {
+        this.record(source, untrusted.targetDomain, service, argument, 'deny', r, 'the caller left before the answer');
+        return;
+      }
     }
     if (r.result !== 'allow') return this.refuse(source, conn, untrusted, this.record(source, untrusted.targetDomain, service, argument, r.result, r, r.reason));
     if (r.target === 'dom0' && service.startsWith('admin.') && !r.execute_error) {
