@@ -3,7 +3,7 @@
 // spliced onto the service's data connection. Calls run concurrently, bounded per source qube.
 
 import { QubesError } from '../core/errors';
-import { answerAsk, evaluate, evaluateNonInteractive, serviceCallProblem, splitServiceCall, type Resolution } from '../policy';
+import { MAX_SERVICE_CALL_LENGTH, answerAsk, evaluate, evaluateNonInteractive, serviceCallProblem, splitServiceCall, type Resolution } from '../policy';
 import { pipeFrames } from '../qrexec/client';
 import type { FramedSocket } from '../qrexec/frame-reader';
 import { finishConnection } from '../qrexec/connection-end';
@@ -21,6 +21,13 @@ import { QubeLog } from './logger';
 const MAX_ADMIN_PAYLOAD = 1024 * 1024;
 /** Unsent event bytes a qube's admin.Events stream may leave in isolad before it is dropped. */
 const MAX_EVENT_BACKLOG = 1024 * 1024;
+
+/** Longest qube-chosen string (service name, argument, target) kept in the policy log and isolad's log. */
+const MAX_LOGGED = MAX_SERVICE_CALL_LENGTH + 1;
+
+function clip(untrusted: string, max = MAX_LOGGED): string {
+  return untrusted.length > max ? `${untrusted.slice(0, max)}… (${untrusted.length} characters)` : untrusted;
+}
 
 /** Calls one qube may have running at once; more wait their turn, up to MAX_WAITING_PER_QUBE. */
 export const MAX_CALLS_PER_QUBE = 64;
@@ -210,8 +217,10 @@ export class QrexecRouter {
     });
   }
 
-  private record(source: string, target: string, service: string, argument: string, result: string, r: Resolution | null, reason: string): string {
+  private record(source: string, untrustedTarget: string, untrustedService: string, untrustedArgument: string, result: string, r: Resolution | null, untrustedReason: string): string {
     const rule = r?.rule ? `${r.rule.file}:${r.rule.line}` : '';
+    // A malformed call's name can be 64 KiB: clipped, so that no row or line costs more than a valid call's.
+    const [target, service, argument, reason] = [clip(untrustedTarget), clip(untrustedService), clip(untrustedArgument), clip(untrustedReason, 2 * MAX_LOGGED)];
     this.d.collection.store.logDecision({ at: Date.now(), source, target, service, argument, result, rule, reason });
     this.qlog.info(source, `qrexec ${result}`, `qrexec ${source} -> ${target} ${service}${argument}: ${result}${rule ? ` (${rule})` : ''}`);
     return reason;
@@ -223,7 +232,7 @@ export class QrexecRouter {
   }
 
   private refuse(source: string, conn: FramedSocket, untrusted: TriggerService3, reason: string): void {
-    this.qlog.info(source, 'qrexec refused', `qrexec call from ${source} refused: ${reason}`);
+    this.qlog.info(source, 'qrexec refused', `qrexec call from ${source} refused: ${clip(reason, 2 * MAX_LOGGED)}`);
     try {
       conn.send(MSG_SERVICE_REFUSED, encodeServiceParams(untrusted.requestId));
       finishConnection(conn);

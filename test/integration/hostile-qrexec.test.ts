@@ -115,6 +115,25 @@ describe('hostile qrexec callers against isolad', { skip, concurrency: false }, 
     await until("another qube's denied call is still logged", () => /qrexec work -> vault test\.Nope\+?: deny/.test(inst.daemonLog.slice(mark)), 3000);
   });
 
+  test('log-flood: a 60 000-character service name costs the log and the policy log no more than a valid call', async (t) => {
+    const before = inst.daemonLog.length;
+    const r = await inQube('other', 'node /tmp/rq.js calls 200 vault "$(head -c 60000 /dev/zero | tr "\\0" A)"');
+    assert.deepEqual(JSON.parse(r.stdout), { refused: 200 }, r.stderr);
+    await sleep(1500);
+    const grown = inst.daemonLog.length - before;
+    t.diagnostic(`200 calls with a 60 000-character name: ${grown} bytes of log`);
+    assert.ok(grown < 40_000, `they wrote ${grown} bytes to isolad's log`);
+    const Database = (await import('better-sqlite3')).default;
+    const db = new Database(inst.config.dbPath, { readonly: true, fileMustExist: true });
+    try {
+      const row = db.prepare("SELECT count(*) AS n, max(length(service) + length(argument) + length(reason)) AS longest FROM qrexec_log WHERE source = 'other' AND service LIKE 'AAAA%'").get() as { n: number; longest: number };
+      assert.equal(row.n, 200, 'every call is in the policy log');
+      assert.ok(row.longest < 1500, `a policy log row holds ${row.longest} characters of the caller's name`);
+    } finally {
+      db.close();
+    }
+  });
+
   test('handler-error-isolated: a failure while handling one qube\'s call is logged as a BUG and every qube is still served', async () => {
     inst.allowBugs(/test fault/);
     const r = await inQube('work', 'qrexec-client-vm vault test.Fault');
