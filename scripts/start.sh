@@ -10,7 +10,8 @@ export ISOLA_SOCKET="${ISOLA_SOCKET:-/run/isola/isolad.sock}"
 LOG_DIR="${ISOLA_LOG_DIR:-/var/log/isola}"
 mkdir -p "$LOG_DIR"
 if ! bin/qvm-ls --raw-list >/dev/null 2>&1; then
-  nohup bin/isolad >>"$LOG_DIR/isolad.log" 2>&1 &
+  # isolad writes and rotates isolad.log itself; stderr keeps only what Node prints if it dies.
+  ISOLA_LOG_FILE="$LOG_DIR/isolad.log" nohup bin/isolad >>"$LOG_DIR/isolad.stderr" 2>&1 &
   echo "isolad started (pid $!, log $LOG_DIR/isolad.log)"
   for _ in $(seq 1 100); do bin/qvm-ls --raw-list >/dev/null 2>&1 && break; sleep 0.1; done
 fi

@@ -8,6 +8,8 @@ import { inert, inertText } from '../cli/output';
 import { errorText } from '../core/error-text';
 import { idmapHelperPath } from '../storage/mounts';
 import { startIsolad } from './isolad';
+import { installCrashHandlers } from './crash-handlers';
+import { daemonLogger } from './logger';
 import { askCommand } from './ask-command';
 import { daemonStatus, policyCommand, policyErrorCode } from './policy-command';
 import { describeInForce } from './policy-report';
@@ -122,7 +124,9 @@ function argparseOutput(cmd: Command, out: (s: string) => void, err: (s: string)
 }
 
 async function runDaemon(err: (s: string) => void): Promise<number> {
-  const d = await startIsolad();
+  const log = daemonLogger();
+  installCrashHandlers(log);
+  const d = await startIsolad({ log });
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);

@@ -8,6 +8,8 @@ import { randomBytes } from 'crypto';
 import { QubesError } from '../core/errors';
 import { FramedSocket, type Frame } from './frame-reader';
 import { ExecSession } from './client';
+import { finishConnection } from './connection-end';
+import { LogBudget, suppressedLine } from '../core/log-budget';
 import {
   AGENT_TO_DAEMON_BIND, AGENT_TO_DAEMON_CONTROL, AGENT_TO_DAEMON_DATA, CLIENT_TO_DAEMON_CALL, HELLO_FLAG_CLIENT, HELLO_FLAG_CONTROL, HELLO_FLAG_DATA,
   MAX_PAYLOAD, MSG_EXEC_CMDLINE, MSG_JUST_EXEC, MSG_PING, MSG_PONG, MSG_SERVICE_REFUSED, MSG_SHUTDOWN,
@@ -30,8 +32,16 @@ export interface AgentListenerOptions {
   dataConnectTimeoutMs?: number;
   /** How long a new connection may take to say HELLO and, for data, MSG_DATA_CONNECT (default 5 s). */
   helloTimeoutMs?: number;
-  /** Cap on simultaneous connections, so a hostile qube cannot exhaust isolad's descriptors (default 512). */
+  /** Cap on simultaneous connections on the agent socket, so a hostile qube cannot exhaust isolad's descriptors (default 512). */
   maxConnections?: number;
+  /**
+   * Cap on simultaneous calls on the client socket (default 400: the router's 64 running and 256 waiting, and
+   * some being refused). Separate from maxConnections, so that callers never crowd out the agent's own
+   * connections (qvm-run into the qube, services it runs).
+   */
+  maxClientConnections?: number;
+  /** Bytes this qube may make isolad hold across all its connections; over it, its newest connection is dropped (default 32 MiB). */
+  maxBufferedBytes?: number;
   /** Replaces `DEFAULT` in exec() on this side, so a changed default_user applies without restarting the qube. */
   defaultUser?: string | (() => string);
   log?: (line: string) => void;
@@ -65,7 +75,12 @@ export class AgentListener extends EventEmitter {
   private control: FramedSocket | null = null;
   private lastHello: Hello | null = null;
   private readonly pending = new Map<number, Pending>();
+  /** Every connection, oldest first (so the newest is the one dropped when the qube holds too much). */
   private readonly conns = new Set<FramedSocket>();
+  private clientConns = 0;
+  /** Lines a connection can cause (protocol errors, drops) are rate-limited: the qube chooses how many. */
+  private readonly budget = new LogBudget();
+  private budgetTimer: NodeJS.Timeout | null = null;
   private readonly pings = new Map<string, () => void>();
   private closing = false;
   private readonly label: string;
@@ -87,6 +102,9 @@ export class AgentListener extends EventEmitter {
   }
 
   async listen(): Promise<void> {
+    // Also counts bytes held by paused connections, which no 'data' event reports.
+    this.budgetTimer ??= setInterval(() => (this.flushBudget(), this.checkMemory()), 1000);
+    this.budgetTimer.unref();
     await this.listenAt(this.opts.socketPath, false);
     if (this.opts.clientSocketPath) await this.listenAt(this.opts.clientSocketPath, true);
   }
@@ -174,6 +192,8 @@ export class AgentListener extends EventEmitter {
   /** Stops listening and drops every connection (no 'disconnect': that event means the qube's agent went away). */
   async close(): Promise<void> {
     this.closing = true;
+    if (this.budgetTimer) clearInterval(this.budgetTimer);
+    this.flushBudget();
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
       p.reject(new QubesError('QubesVMError', `${this.label}: agent listener closed`));
@@ -201,17 +221,37 @@ export class AgentListener extends EventEmitter {
     }
   }
 
+  /** Bytes this qube makes isolad hold now: unparsed frames, unread socket buffers, output not yet sent. */
+  bufferedBytes(): number {
+    let n = 0;
+    for (const fs of this.conns) n += fs.reader.buffered + fs.socket.readableLength + fs.socket.writableLength;
+    return n;
+  }
+
+  /** Connections open now (agent and client sockets together). */
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
   private accept(sock: Socket, clientsOnly: boolean): void {
-    if (this.closing || this.conns.size >= (this.opts.maxConnections ?? 512)) {
+    const agentConns = this.conns.size - this.clientConns;
+    const full = clientsOnly ? this.clientConns >= (this.opts.maxClientConnections ?? 400) : agentConns >= (this.opts.maxConnections ?? 512);
+    if (this.closing || full) {
+      if (full) this.limitedLog('connection cap', `${this.label}: too many ${clientsOnly ? 'qrexec calls' : 'agent connections'} open; a new one is refused`);
       sock.destroy();
       return;
     }
     const fs = new FramedSocket(sock, {
-      label: `${this.label}: agent connection`, log: this.log, accept: NOTHING,
+      label: `${this.label}: ${clientsOnly ? 'qrexec call' : 'agent connection'}`, log: (l) => this.limitedLog('connection', l), accept: NOTHING,
       hello: { flags: 0, ident: 'isolad', timeoutMs: this.opts.helloTimeoutMs ?? 5000 },
     });
     this.conns.add(fs);
-    sock.once('close', () => this.conns.delete(fs));
+    if (clientsOnly) this.clientConns++;
+    sock.once('close', () => {
+      this.conns.delete(fs);
+      if (clientsOnly) this.clientConns--;
+    });
+    sock.on('data', () => this.checkMemory());
     fs.onHello = (h) => {
       const role = h.flags & (HELLO_FLAG_CONTROL | HELLO_FLAG_DATA | HELLO_FLAG_CLIENT);
       if (clientsOnly && role !== HELLO_FLAG_CLIENT) fs.close(`HELLO flags 0x${h.flags.toString(16)} on the client socket (qrexec calls only)`);
@@ -220,6 +260,30 @@ export class AgentListener extends EventEmitter {
       else if (role === HELLO_FLAG_CLIENT) this.awaitCall(fs);
       else fs.close(`HELLO flags 0x${h.flags.toString(16)} name no single role`);
     };
+  }
+
+  /** Over the qube's byte budget: drop its newest connections (never the agent's control) until under it. */
+  private checkMemory(): void {
+    const cap = this.opts.maxBufferedBytes ?? 32 * 1024 * 1024;
+    let total = this.bufferedBytes();
+    if (total <= cap) return;
+    for (const fs of [...this.conns].reverse()) {
+      if (total <= cap) break;
+      if (fs === this.control || fs.closed) continue;
+      total -= fs.reader.buffered + fs.socket.readableLength + fs.socket.writableLength;
+      fs.close(`the qube holds more than ${cap} bytes in isolad; its newest connection is dropped`);
+    }
+  }
+
+  private limitedLog(kind: string, line: string): void {
+    const { write, suppressed } = this.budget.admit(this.opts.name ?? this.opts.socketPath, kind, Date.now());
+    if (!write) return;
+    if (suppressed) this.log(suppressedLine({ qube: this.opts.name ?? this.opts.socketPath, kind, count: suppressed }));
+    this.log(line);
+  }
+
+  private flushBudget(): void {
+    for (const s of this.budget.drain(Date.now())) this.log(suppressedLine(s));
   }
 
   private adoptControl(fs: FramedSocket, hello: Hello): void {
@@ -268,13 +332,15 @@ export class AgentListener extends EventEmitter {
     fs.socket.once('close', () => clearTimeout(timer));
     fs.onFrame = (f) => {
       clearTimeout(timer);
+      // Still read, but nothing is allowed until the router has decided (an honest caller waits for
+      // MSG_SERVICE_CONNECT): a frame now drops the call, and a caller that leaves is noticed at once —
+      // a paused socket would hold its bytes in the kernel and never see its close.
       fs.allow(NOTHING);
-      fs.pause(); // nothing more is read until the router has decided
       const untrusted = parseTriggerService3(f.payload);
       if (this.listenerCount('service-call') > 0) this.emit('service-call', untrusted, fs);
       else {
         fs.send(MSG_SERVICE_REFUSED, encodeServiceParams(untrusted.requestId));
-        fs.end();
+        finishConnection(fs);
       }
     };
   }

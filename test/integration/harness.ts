@@ -34,6 +34,7 @@ export class Instance {
   readonly config: DaemonConfig;
   private daemon?: ChildProcess;
   daemonLog = '';
+  private readonly expectedBugs: RegExp[] = [];
 
   /** home: an existing directory to use as ISOLA_HOME (e.g. a small tmpfs); env: extra variables for isolad. */
   constructor(opts: { home?: string; env?: Record<string, string> } = {}) {
@@ -60,6 +61,22 @@ export class Instance {
       await sleep(100);
     }
     throw new Error(`isolad did not answer within 30 s: ${this.daemonLog}`);
+  }
+
+  get daemonPid(): number {
+    if (!this.daemon?.pid) throw new Error('isolad is not running');
+    return this.daemon.pid;
+  }
+
+  /** A test that provokes a bug on purpose names it here; any other `BUG:` line fails destroy(). */
+  allowBugs(pattern: RegExp): void {
+    this.expectedBugs.push(pattern);
+  }
+
+  /** isolad logs every unhandled rejection and uncaught exception as `BUG: …`: in tests each one is a failure. */
+  assertNoBugs(): void {
+    const bugs = this.daemonLog.split('\n').filter((l) => l.includes('BUG:') && !this.expectedBugs.some((p) => p.test(l)));
+    if (bugs.length) throw new Error(`isolad logged ${bugs.length} bug(s):\n${bugs.join('\n')}\n--- isolad log ---\n${this.daemonLog.slice(-20_000)}`);
   }
 
   /** Kills isolad with SIGKILL (qubes keep running) and waits for it to be gone. */
@@ -148,6 +165,7 @@ export class Instance {
     } catch {
       // nothing left to remove
     }
+    this.assertNoBugs();
   }
 }
 

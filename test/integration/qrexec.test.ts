@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { canRunIntegration, Instance } from './harness';
+import { RAW_QREXEC_SCRIPT } from './raw-qrexec-script';
 
 const skip = canRunIntegration();
 
@@ -73,13 +74,29 @@ describe('qrexec between qubes', { skip, concurrency: false }, () => {
     assert.equal((await inQube('work', 'qrexec-client-vm vault test.Missing')).code, 127);
   });
 
-  test('qrexec-spoofed-source: a denied caller gets 126 and the target is not touched', async () => {
+  test('qrexec-spoofed-source: a caller that names another qube in every field it writes is judged as itself', async () => {
     await inst.ok('qvm-shutdown', '--wait', 'vault');
-    // `other` may not call test.Echo; nothing it sends can make isolad believe it is `work`.
-    const r = await inQube('other', 'echo x | qrexec-client-vm vault test.Echo');
-    assert.equal(r.code, 126);
-    assert.match(r.stderr, /Request refused/);
+    await inQube('other', 'cat > /tmp/rq.js', RAW_QREXEC_SCRIPT);
+    const allowedRows = async () => (await inst.ok('isola', 'policy', 'log', '--since', '10m')).split('\n').filter((l) => /\bwork vault test\.Echo\+ allow /.test(l)).length;
+    const otherRows = async () => (await inst.ok('isola', 'policy', 'log', '--since', '10m')).split('\n').filter((l) => /\bother vault test\.Echo\S* deny /.test(l)).length;
+    const [allowed0, other0] = [await allowedRows(), await otherRows()];
+    // Only `work` may call test.Echo on vault. `other` says it is `work` in its HELLO ident and its
+    // request id, and tries to smuggle the name into the service argument and the QUBESRPC line.
+    for (const call of ['test.Echo', 'test.Echo+work', 'test.Echo work']) {
+      const r = await inQube('other', `node /tmp/rq.js spoof vault '${call}' work`);
+      assert.equal(r.stdout.trim(), 'refused', `${call}: ${r.stderr}`);
+    }
+    const plain = await inQube('other', 'echo x | qrexec-client-vm vault test.Echo');
+    assert.equal(plain.code, 126);
+    assert.match(plain.stderr, /Request refused/);
     assert.equal(await state('vault'), 'Halted', 'a denied call does not start the target');
+    assert.equal(await allowedRows(), allowed0, 'no call was judged as coming from work');
+    assert.ok(await otherRows() >= other0 + 3, 'the policy log names the real caller, other');
+    // Nor can `other` reach work's own sockets (where isolad would take it for work).
+    const uuid = (await inst.ok('qvm-prefs', 'work', 'uuid')).trim();
+    const paths = [path.join(inst.config.agentDir, uuid, 'agent.sock'), path.join(inst.config.agentDir, `${uuid}.qrexec`, 'qrexec-client.sock')];
+    const tried = await inQube('other', `node /tmp/rq.js connect ${paths.join(' ')}`);
+    assert.equal(tried.stdout, paths.map((p) => `${p} ENOENT\n`).join(''), 'work\'s sockets do not exist inside other');
   });
 
   test('autostart=no refuses a halted target', async () => {
