@@ -3,6 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { parseVolumeSizes, type VolumeSizes } from './volume-sizes';
 
 export interface DaemonConfig {
   home: string;
@@ -21,6 +22,8 @@ export interface DaemonConfig {
   cgroupParent: string;
   /** How long an `ask` waits for an answer before the call is denied (ISOLA_ASK_TIMEOUT, seconds). */
   askTimeoutMs: number;
+  /** Default sizes of new qubes' volumes (ISOLA_VOLUME_SIZES; Qubes' defaults where unset). */
+  volumeSizes: VolumeSizes;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
@@ -43,6 +46,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     bundleRoot: path.join(home, 'bundles'),
     cgroupParent: `isola-${instance}`,
     askTimeoutMs: askTimeout(env.ISOLA_ASK_TIMEOUT),
+    volumeSizes: parseVolumeSizes(env.ISOLA_VOLUME_SIZES),
   };
 }
 

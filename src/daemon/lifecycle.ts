@@ -18,6 +18,7 @@ import { QubeLocks } from './qube-locks';
 import { agentSocketDir, buildRuntimeSpec, qrexecClientDir, runtimeId } from './qube-runtime-spec';
 import { deathReason } from './death-reason';
 import { errorText } from '../core/error-text';
+import { recordedSizes } from './volume-sizes';
 
 export interface LifecycleDeps {
   config: DaemonConfig;
@@ -39,7 +40,7 @@ export class Lifecycle {
 
   volumesOf(q: QubeRecord): QubeVolumes {
     const template = typeof q.props.template === 'string' ? this.d.collection.find(q.props.template) : undefined;
-    return { uuid: q.uuid, klass: q.klass, sourceUuid: template?.uuid };
+    return { uuid: q.uuid, klass: q.klass, sourceUuid: template?.uuid, sizes: recordedSizes(this.d.collection.store, q, template) };
   }
 
   ids(q: QubeRecord): IdRange {
