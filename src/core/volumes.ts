@@ -77,8 +77,8 @@ export interface StoragePool {
   stop(q: QubeVolumes, ids: IdRange, commit: boolean): Promise<void>;
   remove(uuid: string): Promise<void>;
   clone(src: QubeVolumes, dst: QubeVolumes): Promise<void>;
-  /** Grows the bound of a volume to size bytes (never shrinks); running or not. */
-  resize(q: QubeVolumes, volume: VolumeName, size: number): Promise<void>;
+  /** Grows the bound of a volume to size bytes (never shrinks); false: in use, it grows at the next start. */
+  resize(q: QubeVolumes, volume: VolumeName, size: number): Promise<boolean>;
   usage(q: QubeVolumes, volume: VolumeName): Promise<VolumeUsage>;
   /** Reverts to a kept revision (default: the previous one). Qube must be halted. */
   revert(q: QubeVolumes, volume: VolumeName, revision: string | undefined, keep: number): Promise<void>;

@@ -11,8 +11,8 @@ import { volumeLayout } from '../core/volumes';
 import { unshiftTree } from './id-shift';
 import { collectGarbage, discard, dropAbove, lowerList, pushLayer, readStack, type Layer } from './layer-stack';
 import { mountIdmapped, mountOverlay, unmount, unmountAllUnder } from './mounts';
-import { emptyDir, makeVolumes, sizeOfDir, volumeDirs, withSquashRoom } from './volume-bounds';
-import { growVolumeFs, hasImage, mountVolumeFs, unmountVolumes, volumeFsUsage } from './volume-fs';
+import { applyBound, boundOf, emptyDir, makeVolumes, sizeOfDir, volumeDirs, withSquashRoom } from './volume-bounds';
+import { growVolumeFs, hasImage, unmountVolumes, volumeFsUsage } from './volume-fs';
 
 const run = promisify(execFile);
 /** Above this many layers a volume is squashed into one full layer at commit time. */
@@ -133,7 +133,7 @@ export class OverlayPool implements StoragePool {
     await fs.chmod(rd, 0o700);
     const volatile = this.volDir(q.uuid, 'volatile');
     // Emptied, not replaced: it may be the mount point of the volume's own filesystem.
-    for (const v of volumeDirs(q)) if (await hasImage(this.volDir(q.uuid, v))) await mountVolumeFs(this.volDir(q.uuid, v));
+    for (const v of volumeDirs(q)) await applyBound(this.volDir(q.uuid, v), boundOf(q, v));
     await emptyDir(volatile);
     try {
       const kinds = volumeLayout(q.klass);
@@ -260,12 +260,15 @@ export class OverlayPool implements StoragePool {
     return { usage: du, revisions, current: stack.length ? stack[stack.length - 1].name : '', path: layersDir };
   }
 
-  /** Grows the filesystem holding a volume's data (a snapshot root's: volatile); never shrinks. */
-  async resize(q: QubeVolumes, volume: VolumeName, size: number): Promise<void> {
+  /**
+   * Grows the filesystem holding a volume's data (a snapshot root's: volatile); never shrinks.
+   * A volume in use grows at its qube's next start (false).
+   */
+  async resize(q: QubeVolumes, volume: VolumeName, size: number): Promise<boolean> {
     const kind = volumeLayout(q.klass).find((k) => k.name === volume);
     if (!kind) throw new Error(`no volume '${volume}'`);
     const dir = this.volDir(q.uuid, kind.snapOnStart && volume === 'root' ? 'volatile' : volume);
-    if (await hasImage(dir)) await growVolumeFs(dir, size);
+    return (await hasImage(dir)) ? growVolumeFs(dir, size) : true;
   }
 
   /** The size a volume's filesystem has now (undefined: a legacy volume without one). */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { QubeVolumes, VolumeKind, VolumeName } from '../core/volumes';
 import { volumeLayout } from '../core/volumes';
 import { discard } from './layer-stack';
-import { growVolumeFs, hasImage, imageOf, makeVolumeFs, shrinkVolumeFs, volumeFsUsage } from './volume-fs';
+import { growVolumeFs, hasImage, imageOf, makeVolumeFs, mountVolumeFs, shrinkVolumeFs, volumeFsUsage } from './volume-fs';
 
 /** Volumes of a qube whose data lives in their own directory (a snapshot root has none). */
 export function volumeDirs(q: QubeVolumes): VolumeName[] {
@@ -68,4 +68,12 @@ export async function withSquashRoom(dir: string, squash: () => Promise<void>): 
     await fs.rm(path.join(dir, 'merge-new'), { recursive: true, force: true });
     await shrinkVolumeFs(dir, bound);
   }
+}
+
+/** At start: a volume resized while in use grows now; then it is mounted (if it has an image). */
+export async function applyBound(dir: string, bound: number): Promise<void> {
+  const size = await sizeOfDir(dir);
+  if (size === undefined) return;
+  if (size < Math.ceil(bound / 4096) * 4096) await growVolumeFs(dir, bound);
+  await mountVolumeFs(dir);
 }

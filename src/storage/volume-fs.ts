@@ -68,24 +68,44 @@ export async function mountVolumeFs(volDir: string): Promise<void> {
   await tool('mount', ['-t', 'ext4', '-o', 'loop,noinit_itable,errors=remount-ro', imageOf(volDir), volDir], `mount ${imageOf(volDir)}`);
 }
 
-/** Grows the image and its filesystem in place, mounted or not (ext4 grows online). */
-export async function growVolumeFs(volDir: string, size: number): Promise<void> {
+/**
+ * Grows the image and its filesystem, offline: online growth needs CAP_SYS_RESOURCE, which
+ * isolad may not have (this host's root lacks it). A volume in use (its qube running, or a
+ * template's root under running AppVMs) cannot be unmounted: then false, and the next start
+ * grows it (the pool compares the image with the recorded size).
+ */
+export async function growVolumeFs(volDir: string, size: number): Promise<boolean> {
   const img = imageOf(volDir);
   const bytes = Math.ceil(size / 4096) * 4096;
-  if ((await fs.stat(img)).size >= bytes) return;
-  await mountVolumeFs(volDir);
-  await fs.truncate(img, bytes);
-  const dev = loopDeviceOf(volDir);
-  await tool('losetup', ['-c', dev], `losetup -c ${dev}`);
-  await tool('resize2fs', [dev], `resize2fs ${img}`);
+  if ((await fs.stat(img)).size >= bytes) return true;
+  if (isMounted(volDir)) {
+    // umount would succeed under a running qube (its overlay keeps the filesystem alive): ask first.
+    if (inUse(volDir)) return false;
+    try {
+      await run('umount', [volDir]);
+    } catch {
+      return false;
+    }
+    if (await stillAttached(img)) {
+      await mountVolumeFs(volDir);
+      return false;
+    }
+  }
+  try {
+    await fs.truncate(img, bytes);
+    await checkFs(img);
+    await tool('resize2fs', [img], `resize2fs ${img}`);
+  } finally {
+    await mountVolumeFs(volDir);
+  }
+  return true;
 }
 
-/** The loop device mounted on a volume directory (from mountinfo's source field). */
-function loopDeviceOf(volDir: string): string {
-  const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === volDir);
-  const dev = line?.split(' - ')[1]?.split(' ')[1];
-  if (!dev || !dev.startsWith('/dev/loop')) throw new Error(`${volDir} is not a mounted volume image`);
-  return dev;
+/** e2fsck -f, which resize2fs insists on; exit 1 means it fixed something and all is well. */
+async function checkFs(img: string): Promise<void> {
+  await run('e2fsck', ['-f', '-p', img]).catch((e: { code?: number; stderr?: string }) => {
+    if (e.code !== 1) throw new Error(`e2fsck ${img}: ${(e.stderr ?? '').trim()}`);
+  });
 }
 
 /** Space and inodes used in a mounted volume (statfs: instant, whatever the file count). */
@@ -123,11 +143,27 @@ export async function shrinkVolumeFs(volDir: string, size: number): Promise<void
   if ((await fs.stat(img)).size <= bytes) return;
   if (isMounted(volDir)) await tool('umount', [volDir], `umount ${volDir}`);
   try {
-    // e2fsck exits 1 when it fixed something; resize2fs refuses an unchecked filesystem.
-    await run('e2fsck', ['-f', '-p', img]).catch((e: { code?: number }) => { if (e.code !== 1) throw e; });
+    await checkFs(img);
     await tool('resize2fs', [img, `${bytes / 1024}K`], `resize2fs ${img}`);
     await fs.truncate(img, bytes);
   } finally {
     await mountVolumeFs(volDir);
   }
+}
+
+/** Mounted elsewhere too (the idmapped bind of its layers under a running qube's run dir)? */
+function inUse(volDir: string): boolean {
+  const rows = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => l.split(' '));
+  const dev = rows.find((r) => r[4] === volDir)?.[2];
+  return dev !== undefined && rows.filter((r) => r[2] === dev).length > 1;
+}
+
+/** A loop device still backed by the image after its unmount: someone else holds the filesystem. */
+async function stillAttached(img: string): Promise<boolean> {
+  for (let i = 0; i < 5; i++) {
+    const out = await run('losetup', ['-j', img]).then((r) => r.stdout.trim(), () => '');
+    if (!out) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
 }

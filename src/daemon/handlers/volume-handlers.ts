@@ -73,10 +73,10 @@ export function volumeHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Hand
       if (k.snapOnStart) throw valueError(`The ${k.name} volume of ${q.name} comes from its template; resize the template's`);
       const r = row(q, k.name);
       if (size < r.size) throw valueError(`For your own safety, shrinking of ${k.name} is disabled (${r.size} > ${size})`);
-      // The bound grows first (the qube may be running: ext4 grows online), then the record.
+      // The bound grows first (now if the volume is not in use, else at the next start), then the record.
       const grow = (x: QubeRecord) => d.pool.resize(d.lifecycle.volumesOf(x), k.name, size);
       try {
-        await grow(q);
+        if (!(await grow(q))) d.log.info(`${q.name}: volume ${k.name} is in use; it grows to ${size} bytes at the next start`);
       } catch (e) {
         throw new QubesError('StoragePoolException', `Resizing volume ${k.name} of ${q.name} failed: ${(e as Error).message.split('\n')[0]}`);
       }
