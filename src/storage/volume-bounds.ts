@@ -74,6 +74,7 @@ export async function withSquashRoom(dir: string, squash: () => Promise<void>): 
 export async function applyBound(dir: string, bound: number): Promise<void> {
   const size = await sizeOfDir(dir);
   if (size === undefined) return;
-  if (size < Math.ceil(bound / 4096) * 4096) await growVolumeFs(dir, bound);
+  // A growth that fails (e.g. past what the filesystem can address) leaves the qube startable at its old size.
+  if (size < Math.ceil(bound / 4096) * 4096) await growVolumeFs(dir, bound).catch(() => false);
   await mountVolumeFs(dir);
 }

@@ -74,7 +74,8 @@ export function volumeHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Hand
       const r = row(q, k.name);
       if (size < r.size) throw valueError(`For your own safety, shrinking of ${k.name} is disabled (${r.size} > ${size})`);
       // The bound grows first (now if the volume is not in use, else at the next start), then the record.
-      const grow = (x: QubeRecord) => d.pool.resize(d.lifecycle.volumesOf(x), k.name, size);
+      // Under the qube's lock: a start or stop does not mount or unmount it at the same moment.
+      const grow = (x: QubeRecord) => d.lifecycle.locked(x, () => d.pool.resize(d.lifecycle.volumesOf(x), k.name, size));
       try {
         if (!(await grow(q))) d.log.info(`${q.name}: volume ${k.name} is in use; it grows to ${size} bytes at the next start`);
       } catch (e) {
