@@ -12,7 +12,7 @@ import { unshiftTree } from './id-shift';
 import { collectGarbage, discard, dropAbove, lowerList, pushLayer, readStack, type Layer } from './layer-stack';
 import { mountIdmapped, mountOverlay, unmount, unmountAllUnder } from './mounts';
 import { applyBound, boundOf, emptyDir, makeVolumes, sizeOfDir, volumeDirs, withSquashRoom } from './volume-bounds';
-import { growVolumeFs, hasImage, unmountVolumes, volumeFsUsage } from './volume-fs';
+import { explainFull, growVolumeFs, hasImage, syncVolume, unmountVolumes, volumeFsUsage } from './volume-fs';
 
 const run = promisify(execFile);
 /** Above this many layers a volume is squashed into one full layer at commit time. */
@@ -90,10 +90,12 @@ export class OverlayPool implements StoragePool {
     await fs.mkdir(tmp, { recursive: true });
     try {
       await fill(tmp);
+      // Written through to the pool: a full pool shows here, not later as a corrupt template.
+      await syncVolume(this.volDir(q.uuid, 'root'), this.dir);
       await pushLayer(this.layers(q.uuid, 'root'), tmp, true);
     } catch (e) {
-      await fs.rm(tmp, { recursive: true, force: true });
-      throw e;
+      await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      throw await explainFull(e as Error, this.dir);
     }
   }
 

@@ -10,6 +10,8 @@ import { isMounted } from './mounts';
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;
+/** Room for a few small volumes' metadata: below it the host is too full to make a pool. */
+const MIN_POOL = 64 * 1024 ** 2;
 
 export type PoolMode = 'image' | 'legacy';
 
@@ -27,9 +29,9 @@ export function parsePoolSize(untrusted: string | undefined): number | undefined
   return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined;
 }
 
-/** What stays free on the host filesystem: 5 % of it, at least 2 GiB. */
+/** What stays free on the host filesystem: 5 % of it, at least 2 GiB (at most 10 % on a small one). */
 export function hostReserve(fsSize: number): number {
-  return Math.max(2 * GiB, Math.floor(fsSize * 0.05));
+  return Math.min(Math.max(2 * GiB, Math.floor(fsSize * 0.05)), Math.floor(fsSize * 0.1));
 }
 
 /**
@@ -50,7 +52,7 @@ export async function preparePoolFs(poolDir: string, env: NodeJS.ProcessEnv = pr
     const st = await fs.statfs(poolDir);
     const free = st.bavail * st.bsize;
     const size = parsePoolSize(env.ISOLA_POOL_SIZE) ?? free - hostReserve(st.blocks * st.bsize);
-    if (size < GiB) throw new Error(`pool ${poolDir}: only ${Math.floor(free / 2 ** 20)} MiB free on the host filesystem; free some space or set ISOLA_POOL_SIZE`);
+    if (size < MIN_POOL) throw new Error(`pool ${poolDir}: only ${Math.floor(free / 2 ** 20)} MiB free on the host filesystem; free some space or set ISOLA_POOL_SIZE`);
     const h = await fs.open(img, 'wx', 0o600);
     try {
       await h.truncate(Math.floor(size / 4096) * 4096);

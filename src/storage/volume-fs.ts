@@ -167,3 +167,24 @@ async function stillAttached(img: string): Promise<boolean> {
   }
   return true;
 }
+
+/**
+ * Flushes a volume's filesystem to its image (syncfs: reports a failed writeback). Volume images
+ * are sparse and may overcommit the pool, as Qubes' thin volumes do: when the pool is full, the
+ * writeback fails with an I/O error instead of the write with ENOSPC.
+ */
+export async function syncVolume(volDir: string, poolDir: string): Promise<void> {
+  if (!isMounted(volDir)) return;
+  try {
+    await run('sync', ['-f', volDir]);
+  } catch (e) {
+    throw await explainFull(new Error(`writing ${volDir} failed: ${((e as { stderr?: string }).stderr || (e as Error).message).trim()}`), poolDir);
+  }
+}
+
+/** An error while the pool is (nearly) full is said to be what it is: no space left. */
+export async function explainFull(e: Error, poolDir: string): Promise<Error> {
+  const st = await fs.statfs(poolDir).catch(() => undefined);
+  if (!st || st.bavail * st.bsize > 4 * 1024 * 1024 || /No space left/.test(e.message)) return e;
+  return new Error(`No space left on device: pool ${poolDir} is full (${e.message.split('\n')[0]})`);
+}

@@ -20,9 +20,10 @@ describe('volume sizes and bounds', () => {
     for (const bad of [undefined, '', '0', '-1G', '1.5G', '6X', '9'.repeat(30)]) assert.equal(parsePoolSize(bad), undefined, String(bad));
   });
 
-  it('keeps 5 % of the host filesystem free, at least 2 GiB', () => {
-    assert.equal(hostReserve(10 * GiB), 2 * GiB);
+  it('keeps 5 % of the host filesystem free, at least 2 GiB, at most 10 %', () => {
+    assert.equal(hostReserve(30 * GiB), 2 * GiB);
     assert.equal(hostReserve(1000 * GiB), 50 * GiB);
+    assert.equal(hostReserve(120 * MiB), 12 * MiB);
   });
 
   it('parses ISOLA_VOLUME_SIZES, ignoring unknown volumes and bad sizes', () => {
