@@ -5,6 +5,8 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { canRunIntegration, Instance } from './harness';
 
@@ -90,6 +92,19 @@ describe('disk and inode bounds against a hostile qube', { skip, concurrency: fa
     assert.match(r.stdout + r.stderr, /No space left on device|Disk quota exceeded/, `fallocate succeeded: ${r.stdout} ${r.stderr}`);
     assert.doesNotMatch(r.stdout, /rc=0/);
     await stillServed('other');
+  });
+
+  test('legacy-pool: a plain pool directory of an older isolad keeps working, with a warning', async () => {
+    const old = new Instance();
+    try {
+      mkdirSync(path.join(old.config.poolDir, 'leftover'), { recursive: true });
+      await old.start();
+      assert.match(old.daemonLog, /is a plain directory/);
+      assert.match(await old.ok('qvm-ls', '--raw-list'), /^dom0$/m);
+      assert.ok(!existsSync(`${old.config.poolDir}.img`), 'no pool image made over a legacy pool');
+    } finally {
+      await old.destroy();
+    }
   });
 
   test('volume-cleanup: destroying the instance leaves no loop device or mount behind', async () => {
