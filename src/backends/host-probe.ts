@@ -258,6 +258,19 @@ async function diskCheck(isolaHome: string): Promise<ProbeResult> {
   return { name: 'disk', ok, detail: `${gib(free)} free in ${where}`, fix: ok ? undefined : `free space or point ISOLA_HOME elsewhere (need ${gib(MIN_FREE_DISK)})` };
 }
 
+/** Volume bounds need mkfs.ext4 and loop devices; a plain pre-existing pool directory has none. */
+async function storageCheck(isolaHome: string): Promise<ProbeResult> {
+  const fix = 'apt-get install -y e2fsprogs util-linux';
+  if (!(await findBinary('mkfs.ext4')) || !(await findBinary('losetup'))) return { name: 'storage', ok: false, detail: 'mkfs.ext4 or losetup not found: volumes cannot be bounded', fix };
+  if (!(await fsp.stat('/dev/loop-control').then(() => true, () => false))) return { name: 'storage', ok: false, detail: 'no /dev/loop-control: volume images cannot be mounted', fix: 'load the loop module (modprobe loop)' };
+  const pool = join(isolaHome, 'pools', 'default');
+  const mounted = (await readText('/proc/self/mountinfo').catch(() => '')).split('\n').some((l) => l.split(' ')[4] === pool);
+  const legacy = !mounted && (await fsp.readdir(pool).then((e) => e.length > 0, () => false))
+    && !(await fsp.stat(`${pool}.img`).then(() => true, () => false));
+  if (legacy) return { name: 'storage', ok: false, detail: `${pool} is a plain directory (older isolad): volumes made before have no size or inode bounds, and the pool can fill the host filesystem`, fix: 'move the qubes to a new ISOLA_HOME (qvm-backup when available)' };
+  return { name: 'storage', ok: true, detail: `one ext4 image per volume (size and inode bounds) in ${pool}${mounted ? ' (mounted pool image)' : ''}` };
+}
+
 export async function probeHost(opts: ProbeOptions = {}): Promise<ProbeResult[]> {
   const isolaHome = opts.isolaHome ?? process.env.ISOLA_HOME ?? '/var/lib/isola';
   // A check that throws is a failed check, never a failed report.
@@ -280,6 +293,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<ProbeResult[]>
     opts.skipKvm ? undefined : guard(KVM_CHECK_NAME, kvmCheck()),
     guard('memory', memoryCheck()),
     guard('disk', diskCheck(isolaHome)),
+    guard('storage', storageCheck(isolaHome)),
   ]);
   return results.filter((r): r is ProbeResult => r !== undefined);
 }

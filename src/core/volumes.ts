@@ -38,6 +38,8 @@ export interface QubeVolumes {
   klass: QubeClass;
   /** For snapshot volumes: the uuid of the qube whose committed root this one starts from. */
   sourceUuid?: string;
+  /** Volume sizes in bytes (the bounds of their filesystems); a missing one takes the default. */
+  sizes?: Partial<Record<VolumeName, number>>;
 }
 
 export interface StartedVolumes {
@@ -75,6 +77,8 @@ export interface StoragePool {
   stop(q: QubeVolumes, ids: IdRange, commit: boolean): Promise<void>;
   remove(uuid: string): Promise<void>;
   clone(src: QubeVolumes, dst: QubeVolumes): Promise<void>;
+  /** Grows the bound of a volume to size bytes (never shrinks); false: in use, it grows at the next start. */
+  resize(q: QubeVolumes, volume: VolumeName, size: number): Promise<boolean>;
   usage(q: QubeVolumes, volume: VolumeName): Promise<VolumeUsage>;
   /** Reverts to a kept revision (default: the previous one). Qube must be halted. */
   revert(q: QubeVolumes, volume: VolumeName, revision: string | undefined, keep: number): Promise<void>;

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { registryPath } from '../store/uid-registry';
+import { parseVolumeSizes, type VolumeSizes } from './volume-sizes';
 
 export interface DaemonConfig {
   home: string;
@@ -25,6 +26,8 @@ export interface DaemonConfig {
   uidRegistry: string;
   /** How long an `ask` waits for an answer before the call is denied (ISOLA_ASK_TIMEOUT, seconds). */
   askTimeoutMs: number;
+  /** Default sizes of new qubes' volumes (ISOLA_VOLUME_SIZES; Qubes' defaults where unset). */
+  volumeSizes: VolumeSizes;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
@@ -48,6 +51,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     cgroupParent: `isola-${instance}`,
     uidRegistry: registryPath(env),
     askTimeoutMs: askTimeout(env.ISOLA_ASK_TIMEOUT),
+    volumeSizes: parseVolumeSizes(env.ISOLA_VOLUME_SIZES),
   };
 }
 

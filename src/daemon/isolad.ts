@@ -6,6 +6,8 @@ import path from 'node:path';
 import { removeCgroupParent, RuncBackend } from '../backends/sandbox';
 import type { Backend } from '../core/backend';
 import { OverlayPool } from '../storage/overlay-pool';
+import { preparePoolFs } from '../storage/pool-fs';
+import { mountAllVolumes } from '../storage/volume-fs';
 import { Store } from '../store/store';
 import { AdminServer } from './admin-server';
 import { Collection } from './collection';
@@ -117,6 +119,9 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
 
 async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock, opts: { env?: NodeJS.ProcessEnv; backend?: Backend }): Promise<Isolad> {
   await prepareDirs(config);
+  const poolFs = await preparePoolFs(config.poolDir, opts.env ?? process.env);
+  if (poolFs.mode === 'legacy') log.warn(poolFs.detail);
+  await mountAllVolumes(config.poolDir, (m) => log.warn(`storage: ${m}`));
   const store = new Store(config.dbPath);
   const collection = new Collection(store);
   const events = new EventBus();

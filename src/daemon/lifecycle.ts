@@ -19,6 +19,7 @@ import { QubeLocks } from './qube-locks';
 import { agentSocketDir, buildRuntimeSpec, guestLogFile, qrexecClientDir, runtimeId } from './qube-runtime-spec';
 import { deathReason } from './death-reason';
 import { errorText } from '../core/error-text';
+import { recordedSizes } from './volume-sizes';
 
 export interface LifecycleDeps {
   config: DaemonConfig;
@@ -41,7 +42,7 @@ export class Lifecycle {
 
   volumesOf(q: QubeRecord): QubeVolumes {
     const template = typeof q.props.template === 'string' ? this.d.collection.find(q.props.template) : undefined;
-    return { uuid: q.uuid, klass: q.klass, sourceUuid: template?.uuid };
+    return { uuid: q.uuid, klass: q.klass, sourceUuid: template?.uuid, sizes: recordedSizes(this.d.collection.store, q, template) };
   }
 
   ids(q: QubeRecord): IdRange {

@@ -11,6 +11,8 @@ import { volumeLayout } from '../core/volumes';
 import { unshiftTree } from './id-shift';
 import { collectGarbage, discard, dropAbove, lowerList, pushLayer, readStack, type Layer } from './layer-stack';
 import { mountIdmapped, mountOverlay, unmount, unmountAllUnder } from './mounts';
+import { applyBound, boundOf, emptyDir, makeVolumes, sizeOfDir, volumeDirs, withSquashRoom } from './volume-bounds';
+import { explainFull, growVolumeFs, hasImage, syncVolume, unmountVolumes, volumeFsUsage } from './volume-fs';
 
 const run = promisify(execFile);
 /** Above this many layers a volume is squashed into one full layer at commit time. */
@@ -40,10 +42,11 @@ export class OverlayPool implements StoragePool {
   async create(q: QubeVolumes, opts: { copyRootFrom?: QubeVolumes }): Promise<void> {
     const kinds = volumeLayout(q.klass);
     try {
-      for (const k of kinds) await fs.mkdir(this.volDir(q.uuid, k.name), { recursive: true, mode: 0o700 });
+      await makeVolumes(q, kinds, (v) => this.volDir(q.uuid, v));
       await this.newPrivate(q.uuid);
       if (opts.copyRootFrom) await this.copyMerged(opts.copyRootFrom.uuid, 'root', q.uuid, 'root');
     } catch (e) {
+      await unmountVolumes(path.join(this.dir, q.uuid)).catch(() => undefined);
       await fs.rm(path.join(this.dir, q.uuid), { recursive: true, force: true });
       throw e;
     }
@@ -74,7 +77,7 @@ export class OverlayPool implements StoragePool {
     const kind = volumeLayout(q.klass).find((k) => k.name === volume);
     if (!kind) throw new Error(`no volume '${volume}'`);
     if (kind.snapOnStart) throw new Error(`volume ${volume} is a snapshot of its source's; it is reset at every start`);
-    if (volume === 'volatile') return discard(this.volDir(q.uuid, 'volatile'));
+    if (volume === 'volatile') return emptyDir(this.volDir(q.uuid, 'volatile'));
     // An interrupted run's changes would be committed over the empty layer at the next start.
     await discard(path.join(this.volDir(q.uuid, volume), 'dirty'));
     await this.pushEmpty(q.uuid, volume);
@@ -87,10 +90,12 @@ export class OverlayPool implements StoragePool {
     await fs.mkdir(tmp, { recursive: true });
     try {
       await fill(tmp);
+      // Written through to the pool: a full pool shows here, not later as a corrupt template.
+      await syncVolume(this.volDir(q.uuid, 'root'), this.dir);
       await pushLayer(this.layers(q.uuid, 'root'), tmp, true);
     } catch (e) {
-      await fs.rm(tmp, { recursive: true, force: true });
-      throw e;
+      await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      throw await explainFull(e as Error, this.dir);
     }
   }
 
@@ -129,8 +134,9 @@ export class OverlayPool implements StoragePool {
     await fs.chown(rd, ids.base, ids.base);
     await fs.chmod(rd, 0o700);
     const volatile = this.volDir(q.uuid, 'volatile');
-    await discard(volatile);
-    await fs.mkdir(volatile, { recursive: true, mode: 0o700 });
+    // Emptied, not replaced: it may be the mount point of the volume's own filesystem.
+    for (const v of volumeDirs(q)) await applyBound(this.volDir(q.uuid, v), boundOf(q, v));
+    await emptyDir(volatile);
     try {
       const kinds = volumeLayout(q.klass);
       const rootKind = kinds.find((k) => k.name === 'root')!;
@@ -193,7 +199,7 @@ export class OverlayPool implements StoragePool {
       if (commit && k.saveOnStop) await this.commit(q.uuid, k.name, ids);
       else await discard(path.join(this.volDir(q.uuid, k.name), 'dirty'));
     }
-    await discard(this.volDir(q.uuid, 'volatile'));
+    await emptyDir(this.volDir(q.uuid, 'volatile'));
     await fs.rm(this.runDir(q.uuid), { recursive: true, force: true });
   }
 
@@ -213,26 +219,28 @@ export class OverlayPool implements StoragePool {
   async squashIfDeep(uuid: string, vol: VolumeName): Promise<boolean> {
     const stack = await readStack(this.layers(uuid, vol));
     if (stack.length <= MAX_LAYERS) return false;
-    await this.copyMerged(uuid, vol, uuid, vol);
+    await withSquashRoom(this.volDir(uuid, vol), () => this.copyMerged(uuid, vol, uuid, vol));
     return true;
   }
 
   async remove(uuid: string): Promise<void> {
     await this.cleanupMounts(uuid);
+    await unmountVolumes(path.join(this.dir, uuid));
     await discard(path.join(this.dir, uuid));
     await fs.rm(this.runDir(uuid), { recursive: true, force: true });
   }
 
   async clone(src: QubeVolumes, dst: QubeVolumes): Promise<void> {
     try {
+      await makeVolumes(dst, volumeLayout(dst.klass), (v) => this.volDir(dst.uuid, v));
       for (const k of volumeLayout(dst.klass)) {
-        await fs.mkdir(this.volDir(dst.uuid, k.name), { recursive: true, mode: 0o700 });
         const srcKind = volumeLayout(src.klass).find((s) => s.name === k.name);
         if (k.name === 'volatile' || k.snapOnStart) continue;
         if (srcKind?.snapOnStart) await this.copyMerged(src.sourceUuid!, k.name, dst.uuid, k.name);
         else await this.copyMerged(src.uuid, k.name, dst.uuid, k.name);
       }
     } catch (e) {
+      await unmountVolumes(path.join(this.dir, dst.uuid)).catch(() => undefined);
       await fs.rm(path.join(this.dir, dst.uuid), { recursive: true, force: true });
       throw e;
     }
@@ -244,12 +252,30 @@ export class OverlayPool implements StoragePool {
     const owner = kind.snapOnStart ? q.sourceUuid! : q.uuid;
     const layersDir = this.layers(owner, volume);
     const stack = volume === 'volatile' ? [] : await readStack(layersDir);
-    const dir = this.volDir(q.uuid, volume);
-    const du = await run('du', ['-sb', dir]).then((r) => Number(r.stdout.split('\t')[0]) || 0, () => 0);
+    // A snapshot root's changes live in volatile; a volume with its own filesystem answers statfs.
+    const dir = this.volDir(q.uuid, kind.snapOnStart && volume === 'root' ? 'volatile' : volume);
+    const fsUsage = await volumeFsUsage(dir);
+    const du = fsUsage ? fsUsage.bytes : await run('du', ['-sb', dir]).then((r) => Number(r.stdout.split('\t')[0]) || 0, () => 0);
     const revisions: Revision[] = kind.saveOnStop
       ? stack.slice(0, -1).reverse().map((l) => ({ name: l.name, committed: new Date(l.mtimeMs).toISOString() }))
       : [];
     return { usage: du, revisions, current: stack.length ? stack[stack.length - 1].name : '', path: layersDir };
+  }
+
+  /**
+   * Grows the filesystem holding a volume's data (a snapshot root's: volatile); never shrinks.
+   * A volume in use grows at its qube's next start (false).
+   */
+  async resize(q: QubeVolumes, volume: VolumeName, size: number): Promise<boolean> {
+    const kind = volumeLayout(q.klass).find((k) => k.name === volume);
+    if (!kind) throw new Error(`no volume '${volume}'`);
+    const dir = this.volDir(q.uuid, kind.snapOnStart && volume === 'root' ? 'volatile' : volume);
+    return (await hasImage(dir)) ? growVolumeFs(dir, size) : true;
+  }
+
+  /** The size a volume's filesystem has now (undefined: a legacy volume without one). */
+  async boundOf(q: QubeVolumes, volume: VolumeName): Promise<number | undefined> {
+    return sizeOfDir(this.volDir(q.uuid, volume));
   }
 
   async revert(q: QubeVolumes, volume: VolumeName, revision: string | undefined, keep: number): Promise<void> {

@@ -14,6 +14,7 @@ import type { Handler } from '../admin-server';
 import { AGENT_IN_QUBE } from '../qube-runtime-spec';
 import type { HandlerDeps } from './context';
 import type { TemplateMeta } from '../../core/template-meta';
+import { newQubeSizes } from '../volume-sizes';
 
 /** Where Isola's templates come from, in Qubes' `reponame` field: Debian's archive, built locally. */
 export const TEMPLATE_REPO = 'isola-debian';
@@ -117,7 +118,8 @@ async function installTemplate(d: HandlerDeps, name: string): Promise<void> {
     qid: 0, uuid: col.newUuid(), name, klass: 'TemplateVM', props: { label: 'black' },
     features: { ...templateFeatures(meta, new Date()), os: 'Linux', 'template-cache-key': built.key.slice(0, 12) }, tags: ['created-by-dom0'],
   };
-  await d.pool.create({ uuid: draft.uuid, klass: 'TemplateVM' }, {});
+  const sizes = newQubeSizes('TemplateVM', d.config.volumeSizes);
+  await d.pool.create({ uuid: draft.uuid, klass: 'TemplateVM', sizes }, {});
   try {
     progress(0.85, 'extracting');
     await d.pool.importRoot({ uuid: draft.uuid, klass: 'TemplateVM' }, async (dir) => {
@@ -130,7 +132,7 @@ async function installTemplate(d: HandlerDeps, name: string): Promise<void> {
     col.write(() => {
       draft.qid = col.store.nextQid();
       col.store.insertQube(draft);
-      for (const v of volumeLayout('TemplateVM')) col.store.putVolume(draft.qid, { name: v.name, pool: d.pool.name, size: v.defaultSize, revisionsToKeep: 1 });
+      for (const v of volumeLayout('TemplateVM')) col.store.putVolume(draft.qid, { name: v.name, pool: d.pool.name, size: sizes[v.name] ?? v.defaultSize, revisionsToKeep: 1 });
       if (col.globalValue('default_template').value === null) col.store.setGlobal('default_template', name);
     });
   } catch (e) {

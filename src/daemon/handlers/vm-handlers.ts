@@ -14,6 +14,7 @@ import { systemInfo } from '../system-info';
 import { evaluateNonInteractive } from '../../policy';
 import { destQube, parseKeyValues, payloadText, type HandlerDeps } from './context';
 import { withArticle } from '../../core/grammar';
+import { newQubeSizes } from '../volume-sizes';
 
 /**
  * Qubes' second gate for a qube's admin.vm.List: only the qubes X for which the same policy allows
@@ -94,12 +95,13 @@ async function createQube(d: HandlerDeps, klass: QubeClass, untrustedTemplate: s
     draft.props[k] = parsePropertyValue(draft, k, v, col.world());
   }
   const copyRoot = klass !== 'AppVM' ? { uuid: template.uuid, klass: template.klass } : undefined;
-  await d.pool.create({ uuid: draft.uuid, klass }, { copyRootFrom: copyRoot });
+  const sizes = newQubeSizes(klass, d.config.volumeSizes, d.lifecycle.volumesOf(template).sizes);
+  await d.pool.create({ uuid: draft.uuid, klass, sizes }, { copyRootFrom: copyRoot });
   try {
     col.write(() => {
       draft.qid = col.store.nextQid();
       col.store.insertQube(draft);
-      for (const v of volumeLayout(klass)) col.store.putVolume(draft.qid, { name: v.name, pool: d.pool.name, size: v.defaultSize, revisionsToKeep: 1 });
+      for (const v of volumeLayout(klass)) col.store.putVolume(draft.qid, { name: v.name, pool: d.pool.name, size: sizes[v.name] ?? v.defaultSize, revisionsToKeep: 1 });
     });
   } catch (e) {
     await d.pool.remove(draft.uuid);
@@ -121,7 +123,8 @@ async function cloneQube(d: HandlerDeps, src: QubeRecord, untrustedPayload: stri
     const uuid = col.newUuid();
     const tags = src.tags.filter((t) => !t.startsWith('created-by-')).concat('created-by-dom0');
     const copy: QubeRecord = { qid: 0, uuid, name, klass: src.klass, props: { ...src.props }, features: { ...src.features }, tags };
-    await d.pool.clone(d.lifecycle.volumesOf(src), { uuid, klass: src.klass });
+    const srcVols = d.lifecycle.volumesOf(src);
+    await d.pool.clone(srcVols, { uuid, klass: src.klass, sizes: srcVols.sizes });
     try {
       col.write(() => {
         copy.qid = col.store.nextQid();

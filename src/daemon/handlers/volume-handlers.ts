@@ -65,7 +65,7 @@ export function volumeHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Hand
         return '';
       });
     },
-    'admin.vm.volume.Resize': (ctx) => {
+    'admin.vm.volume.Resize': async (ctx) => {
       const q = destQube(d, ctx);
       const k = kindOf(q, ctx.req.arg);
       const size = parseInteger(payloadText(ctx).trim());
@@ -73,6 +73,20 @@ export function volumeHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Hand
       if (k.snapOnStart) throw valueError(`The ${k.name} volume of ${q.name} comes from its template; resize the template's`);
       const r = row(q, k.name);
       if (size < r.size) throw valueError(`For your own safety, shrinking of ${k.name} is disabled (${r.size} > ${size})`);
+      // The bound grows first (now if the volume is not in use, else at the next start), then the record.
+      // Under the qube's lock: a start or stop does not mount or unmount it at the same moment.
+      const grow = (x: QubeRecord) => d.lifecycle.locked(x, () => d.pool.resize(d.lifecycle.volumesOf(x), k.name, size));
+      try {
+        if (!(await grow(q))) d.log.info(`${q.name}: volume ${k.name} is in use; it grows to ${size} bytes at the next start`);
+      } catch (e) {
+        throw new QubesError('StoragePoolException', `Resizing volume ${k.name} of ${q.name} failed: ${(e as Error).message.split('\n')[0]}`);
+      }
+      // Qubes based on this template see its root: the bound of their root changes follows it.
+      if (k.name === 'root') {
+        for (const child of col.all().filter((c) => c.props.template === q.name)) {
+          await grow(child).catch((e: Error) => d.log.warn(`${child.name}: growing its root changes' bound: ${e.message}`));
+        }
+      }
       col.write(() => col.store.putVolume(q.qid, { ...r, size }));
       return '';
     },
