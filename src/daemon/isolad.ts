@@ -103,7 +103,7 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
   const store = new Store(config.dbPath);
   const collection = new Collection(store);
   const events = new EventBus();
-  const pool = new OverlayPool('default', config.poolDir, config.runDir);
+  const pool = new OverlayPool('default', config.poolDir, config.runDir, (line) => log.warn(line));
   const backend = opts.backend ?? new RuncBackend({ stateRoot: config.runcRoot, bundleRoot: config.bundleRoot });
   const lifecycle = new Lifecycle({ config, collection, pool, backend, events, log });
   const policy = new PolicyStore(policyDir(opts.env), log, (st) => {
