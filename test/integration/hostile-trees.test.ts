@@ -79,7 +79,8 @@ describe('hostile trees in volumes', { skip, concurrency: false }, () => {
     const w = await run('work', `${deepChain('~')} && printf after-exit > ~/"$(printf 'e\\377')"`);
     assert.equal(w.code, 0, w.stderr);
     // Kills every process of the qube but init (pid 1 cannot be killed from inside): tini then exits.
-    await run('work', "setsid sh -c 'sleep 0.3; kill -9 -1' >/dev/null 2>&1 < /dev/null &", 'root');
+    const k = await run('work', 'kill -9 -1', 'root');
+    assert.notEqual(k.code, 0, 'the command was killed with the rest');
     let ls = await inst.cli('qvm-ls', ['work']);
     for (let i = 0; i < 150 && !/work\s+Halted/.test(ls.stdout); i++) {
       await sleep(100);
@@ -95,15 +96,16 @@ describe('hostile trees in volumes', { skip, concurrency: false }, () => {
 
   test('template-commit-keeps-file-caps: capabilities set in the template reach its AppVMs', async () => {
     await inst.cli('qvm-shutdown', ['--wait', 'work']);
-    const w = await run('debian-12', 'cp /usr/bin/true /usr/local/bin/capped && setcap cap_net_raw+ep /usr/local/bin/capped && touch /usr/bin/ping && getcap /usr/local/bin/capped /usr/bin/ping', 'root');
+    // cap_dac_override is in the qubes' bounding set (cap_net_raw, ping's, is not: see oci-spec.ts).
+    const w = await run('debian-12', 'cp /usr/bin/cat /usr/local/bin/capcat && setcap cap_dac_override+ep /usr/local/bin/capcat && touch /usr/bin/ping && getcap /usr/local/bin/capcat /usr/bin/ping', 'root');
     assert.equal(w.code, 0, w.stderr);
-    assert.match(w.stdout, /capped cap_net_raw=ep/, 'set inside the template');
+    assert.match(w.stdout, /capcat cap_dac_override=ep/, 'set inside the template');
     await inst.ok('qvm-shutdown', '--wait', 'debian-12');
-    const r = await run('work', 'getcap /usr/local/bin/capped /usr/bin/ping; /usr/local/bin/capped && echo runs');
+    const r = await run('work', 'getcap /usr/local/bin/capcat /usr/bin/ping; /usr/local/bin/capcat /etc/shadow | head -c 5');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /\/usr\/local\/bin\/capped cap_net_raw=ep/);
-    assert.match(r.stdout, /\/usr\/bin\/ping cap_net_raw=e?p/, "ping keeps its capability after a template update touched it");
-    assert.match(r.stdout, /runs/);
+    assert.match(r.stdout, /\/usr\/local\/bin\/capcat cap_dac_override=ep/);
+    assert.match(r.stdout, /\/usr\/bin\/ping cap_net_raw=e?p/, 'ping keeps its capability after a template update touched it');
+    assert.match(r.stdout, /root:$/, "the user reads /etc/shadow through the capability: it works, not just shows");
   });
 
   test('clone-hostile-tree: qvm-clone copies names that are not UTF-8 and deep paths', async () => {
@@ -169,7 +171,7 @@ describe('hostile trees in the pool and the tree helper', { skip, concurrency: f
     execFileSync(treeHelperPath(), ['unshift', src, String(ids.base), String(ids.count)]);
     const etcAfter = statSync('/etc');
     assert.deepEqual([etcAfter.uid, etcAfter.gid, etcAfter.mode], [etc.uid, etc.gid, etc.mode], 'the symlink was not followed');
-    const owners = sh(`find . -printf '%u:%g\\n' | sort | uniq -c`, src).toString().trim();
+    const owners = sh(`find . -printf '%U:%G\\n' | sort | uniq -c`, src).toString().trim();
     assert.match(owners, /^\s*\d+ 5:7$/, `every entry unshifted, at every depth: ${owners}`);
     assert.equal(readdirSync(src, { encoding: 'buffer' }).length, 254 + 6 + 1);
     assert.ok(lstatSync(path.join(src, 'fifo')).isFIFO());
