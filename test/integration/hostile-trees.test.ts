@@ -190,3 +190,49 @@ describe('hostile trees in the pool and the tree helper', { skip, concurrency: f
     assert.equal(sh(deepChain('.', true), dst).toString(), 'deep-content');
   });
 });
+
+describe('a commit that fails', { skip, concurrency: false }, () => {
+  let inst: Instance;
+  let dir: string;
+  const marker = () => path.join(dir, 'fail-unshift');
+  const run = (vm: string, cmd: string) => inst.cli('qvm-run', ['-p', vm, cmd]);
+
+  before(async () => {
+    // A tree helper that fails the commit on demand, with a qube-style name (an ESC) in its message.
+    dir = mkdtempSync(path.join(os.tmpdir(), 'isola-failing-tree-'));
+    const script = path.join(dir, 'isola-tree');
+    writeFileSync(script, `#!/bin/bash\nif [ "$1" = unshift ] && [ -e '${marker()}' ]; then printf 'isola-tree: cannot change the owner of \\033]0;OWNED\\007x: Input/output error\\n' >&2; exit 2; fi\nexec '${treeHelperPath()}' "$@"\n`);
+    chmodSync(script, 0o755);
+    inst = await Instance.withAppVMs([['work', 'red']], { env: { ISOLA_TREE_HELPER: script } });
+  });
+  after(async () => {
+    await inst?.destroy();
+    sh(`rm -rf --one-file-system -- '${dir}'`);
+  });
+
+  test('commit-failure-recorded: isolad stays up, the qube is Halted with the reason (escaped), its data kept, startable', async () => {
+    await inst.ok('qvm-run', '-p', 'work', 'printf precious > ~/precious');
+    writeFileSync(marker(), '');
+    const down = await inst.cli('qvm-shutdown', ['--wait', 'work']);
+    await inst.ok('qvm-ls', '--raw-list');
+    assert.notEqual(down.code, 0, 'qvm-shutdown --wait says the commit failed');
+    assert.match(down.stderr, /work halted, but commit failed \(the changes are kept\)/);
+    const ls = await inst.cli('qvm-ls', ['work']);
+    assert.match(ls.stdout, /work\s+Halted/);
+    assert.match(ls.stderr, /work: last run: commit failed .*Input\/output error/);
+    assert.match(ls.stderr, /\\x1b\]0;OWNED\\x07/, 'the bytes are escaped');
+    assert.doesNotMatch(ls.stderr + inst.daemonLog, /\x1b|\x07/, 'no raw control character reaches qvm-ls or the log');
+    const check = await inst.cli('qvm-check', ['-v', '--running', 'work']);
+    assert.match(check.stderr, /work: last run: commit failed/);
+    // Still failing at the next start: the qube starts anyway, on its uncommitted changes.
+    const r = await run('work', 'cat ~/precious');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'precious');
+    assert.match(inst.daemonLog, /work: volume private: the last run's changes are not committed yet/);
+    // Once the commit works again, everything is committed and the data stays.
+    sh(`rm -f -- '${marker()}'`);
+    await inst.ok('qvm-shutdown', '--wait', 'work');
+    assert.doesNotMatch((await inst.cli('qvm-ls', ['work'])).stderr, /last run/);
+    assert.equal(await inst.ok('qvm-run', '-p', 'work', 'cat ~/precious'), 'precious');
+  });
+});
