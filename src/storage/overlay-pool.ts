@@ -18,6 +18,8 @@ const run = promisify(execFile);
 const MAX_LAYERS = 24;
 /** The default user's home is created in every new private volume (uid/gid of Debian's first user). */
 const USER_ID = 1000;
+/** In a volume's `dirty` dir: its upper holds an earlier run's changes whose commit failed. */
+const KEEP_MARK = 'uncommitted';
 
 export class OverlayPool implements StoragePool {
   readonly driver = 'overlay-dir';
@@ -168,8 +170,10 @@ export class OverlayPool implements StoragePool {
     // Should that fail again, the uncommitted changes stay this run's upper (still in the qube's
     // ids): the data is kept and the qube starts, instead of failing on the same tree forever.
     if (await exists(path.join(dirty, 'upper'))) {
-      await this.commit(uuid, vol, ids).catch((e: Error) => {
+      await this.commit(uuid, vol, ids).catch(async (e: Error) => {
         warnings.push(`volume ${vol}: the last run's changes are not committed yet (${e.message}); they stay in use`);
+        // Marks them as data to keep: a stop without commit (a failed start) must not discard them.
+        await fs.writeFile(path.join(dirty, KEEP_MARK), '');
       });
     }
     await collectGarbage(layersDir);
@@ -206,8 +210,9 @@ export class OverlayPool implements StoragePool {
     for (const k of volumeLayout(q.klass)) {
       if (k.name === 'volatile' || k.snapOnStart) continue;
       try {
+        const dirty = path.join(this.volDir(q.uuid, k.name), 'dirty');
         if (commit && k.saveOnStop) await this.commit(q.uuid, k.name, ids);
-        else await discard(path.join(this.volDir(q.uuid, k.name), 'dirty'));
+        else if (!(await exists(path.join(dirty, KEEP_MARK)))) await discard(dirty);
       } catch (e) {
         failed.push(`volume ${k.name}: ${(e as Error).message}`);
       }

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, statSync, symlinkSync, writeFileSync, linkSync, chmodSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync, linkSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -151,6 +151,29 @@ describe('hostile trees in the pool and the tree helper', { skip, concurrency: f
     assert.ok(readdirSync(v.privateDir, { encoding: 'buffer' }).some((n) => n.equals(Buffer.from([0x78, 0xff]))));
     assert.equal(lstatSync(path.join(v.privateDir, 'f25')).uid, ids.base);
     await pool.stop(q, ids, false);
+    await pool.remove(q.uuid);
+  });
+
+  test('uncommitted-changes-kept: a failed start after a failed commit does not discard the changes', async () => {
+    const pool = new OverlayPool('default', path.join(home, 'pool'), path.join(home, 'run'));
+    const q: QubeVolumes = { uuid: '10000000-0000-4000-8000-0000000000ab', klass: 'StandaloneVM' };
+    await pool.create(q, {});
+    await pool.importRoot(q, async (dir) => void mkdirSync(path.join(dir, 'etc')));
+    const v = await pool.start(q, ids);
+    writeFileSync(path.join(v.privateDir, 'precious'), 'precious');
+    process.env.ISOLA_TREE_HELPER = '/bin/false';
+    try {
+      await assert.rejects(pool.stop(q, ids, true), /commit failed \(the changes are kept\)/);
+      const again = await pool.start(q, ids);
+      assert.match((again.warnings ?? []).join('\n'), /volume private: the last run's changes are not committed yet/);
+      await pool.stop(q, ids, false); // as a start that failed later (agent timeout) does
+    } finally {
+      delete process.env.ISOLA_TREE_HELPER;
+    }
+    const ok = await pool.start(q, ids);
+    assert.equal(ok.warnings, undefined);
+    assert.equal(readFileSync(path.join(ok.privateDir, 'precious'), 'utf8'), 'precious');
+    await pool.stop(q, ids, true);
     await pool.remove(q.uuid);
   });
 
