@@ -30,8 +30,10 @@
 #include <unistd.h>
 
 #define CAPS "security.capability"
-/* Levels whose descriptors stay open; deeper ancestors are reopened through ".." (verified). */
+/* Levels whose descriptors stay open (at most; fewer under a low RLIMIT_NOFILE): deeper
+ * ancestors are closed and reopened through ".." when the walk comes back (verified). */
 #define KEEP_OPEN 256
+static size_t keep_open = KEEP_OPEN;
 
 struct frame {
   int fd, dfd;               /* source dir, destination dir (copy); -1 when closed */
@@ -323,8 +325,8 @@ static void push(int fd, int dfd, const struct stat *st) {
   f->plen = path_len;
   read_names(f);
   /* Bound the descriptors held, whatever the depth: the ancestor KEEP_OPEN up closes. */
-  if (depth > KEEP_OPEN) {
-    struct frame *old = &stack[depth - 1 - KEEP_OPEN];
+  if (depth > keep_open) {
+    struct frame *old = &stack[depth - 1 - keep_open];
     if (old->fd >= 0) { close(old->fd); old->fd = -1; }
     if (old->dfd >= 0) { close(old->dfd); old->dfd = -1; }
   }
@@ -391,9 +393,14 @@ static void raise_fd_limit(void) {
   FILE *f = fopen("/proc/sys/fs/nr_open", "re");
   unsigned long nr = 0;
   if (f) { if (fscanf(f, "%lu", &nr) != 1) nr = 0; fclose(f); }
-  if (nr > rl.rlim_max) { struct rlimit up = { nr, nr }; if (!setrlimit(RLIMIT_NOFILE, &up)) return; }
-  rl.rlim_cur = rl.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &rl);
+  struct rlimit up = { nr, nr };
+  if (nr <= rl.rlim_max || setrlimit(RLIMIT_NOFILE, &up)) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  /* Two per kept level (copy), plus a few for files, links and stdio. */
+  if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 2 * KEEP_OPEN + 16)
+    keep_open = rl.rlim_cur > 24 ? (size_t)(rl.rlim_cur - 16) / 2 : 4;
 }
 
 static int number(const char *s, unsigned long *out) {

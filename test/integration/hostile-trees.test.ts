@@ -212,6 +212,18 @@ describe('hostile trees in the pool and the tree helper', { skip, concurrency: f
     assert.match(sh(`getcap '${dst}/capped'`).toString(), /cap_net_raw=ep/);
     assert.equal(sh(deepChain('.', true), dst).toString(), 'deep-content');
   });
+  test('isola-tree at any depth under a low descriptor limit: 700 levels with 40 descriptors, up through ".."', () => {
+    const src = path.join(home, 'deep-src');
+    const dst = path.join(home, 'deep-dst');
+    mkdirSync(dst);
+    sh(`mkdir '${src}' && cd '${src}' && for i in $(seq 700); do mkdir a && cd a || exit 1; done; printf bottom > f; ln f g`);
+    sh(`chown -R -h ${ids.base + 3}:${ids.base + 3} '${src}'`);
+    const helper = `ulimit -n 40; '${treeHelperPath()}'`;
+    sh(`${helper} unshift '${src}' ${ids.base} ${ids.count} && ${helper} copy '${src}' '${dst}'`);
+    const listing = (d: string) => sh(`find . -printf '%P %y %m %U %G %s %n %T@\\n' | LC_ALL=C sort`, d);
+    assert.match(listing(src).toString(), /^(.* 3 3 .*\n)+$/, 'every level unshifted');
+    assert.ok(listing(src).equals(listing(dst)), 'copied as it is, hard link included');
+  });
 });
 
 describe('a commit that fails', { skip, concurrency: false }, () => {
