@@ -3,6 +3,7 @@
 // descriptors and bytes instead: isola-tree (src/native) and GNU rm (fts, any depth).
 
 import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -36,6 +37,7 @@ export async function copyTree(src: string, dst: string): Promise<void> {
 export async function removeTree(dir: string, retries = 10): Promise<void> {
   const abs = path.resolve(dir);
   if (abs !== dir.replace(/\/+$/, '') || abs.split('/').filter(Boolean).length < 2) throw new Error(`refusing to delete '${dir}'`);
+  if (!(await fs.lstat(abs).catch(() => undefined))) return; // nothing there: spare the spawn
   for (let i = 0; ; i++) {
     try {
       await run('rm', ['-rf', '--one-file-system', '--', abs]);
