@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compiles TypeScript, bundles the in-qube agent, builds the idmap helper and writes bin/.
+# Compiles TypeScript, bundles the in-qube agent, builds the native helpers and writes bin/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf dist
@@ -10,15 +10,17 @@ for prog in qrexec-client-vm qvm-copy qfile-unpacker qvm-open-in-vm qubes-open; 
   npx esbuild "src/agent/bin/$prog.ts" --bundle --platform=node --target=node18 --log-level=warning --outfile="dist/qube/$prog.js"
 done
 mkdir -p dist/libexec
-gcc -O2 -Wall -Wextra -o dist/libexec/isola-idmap-mount src/native/isola-idmap-mount.c
+HARDENED=(-O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -Wl,-z,relro,-z,now)
+gcc "${HARDENED[@]}" -pie -o dist/libexec/isola-idmap-mount src/native/isola-idmap-mount.c
+# Walks of qube-written trees (commit's id shift, copies): descriptor-relative, names as bytes.
+gcc "${HARDENED[@]}" -pie -o dist/libexec/isola-tree src/native/isola-tree.c
 # Reads a qube's console on the host (size cap, rotation); the qube only ever holds the pipe.
-gcc -O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -pie -Wl,-z,relro,-z,now -o dist/libexec/isola-log-relay src/native/isola-log-relay.c
-HARDENED=(-O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -pie -Wl,-z,relro,-z,now)
+gcc "${HARDENED[@]}" -pie -o dist/libexec/isola-log-relay src/native/isola-log-relay.c
 # The OCI createContainer hook that gives each qube its own /proc/cmdline and boot_id. Static: it
 # runs at every qube start, and skipping the dynamic loader saves a few ms of it.
 gcc "${HARDENED[@]}" -static-pie -o dist/libexec/isola-proc-bind src/native/isola-proc-bind.c
 # Static: it runs inside qubes, whatever libc their template has.
-gcc -O2 -Wall -Wextra -static -o dist/qube/isola-runas src/native/isola-runas.c
+gcc "${HARDENED[@]}" -static-pie -o dist/qube/isola-runas src/native/isola-runas.c
 
 COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard)
 mkdir -p bin

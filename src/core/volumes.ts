@@ -49,6 +49,8 @@ export interface StartedVolumes {
   privateDir: string;
   /** The revision of the source root this start sees (for `is_outdated`). */
   rootRevision: string;
+  /** What went wrong without stopping the start (an earlier run's changes not yet committed). */
+  warnings?: string[];
 }
 
 export interface Revision {

@@ -125,7 +125,7 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
   const store = new Store(config.dbPath);
   const collection = new Collection(store);
   const events = new EventBus();
-  const pool = new OverlayPool('default', config.poolDir, config.runDir);
+  const pool = new OverlayPool('default', config.poolDir, config.runDir, (line) => log.warn(line));
   const backend = opts.backend ?? new RuncBackend({
     stateRoot: config.runcRoot, bundleRoot: config.bundleRoot, procBindHelper: path.join(runtimeHookDir(config), 'isola-proc-bind'),
   });

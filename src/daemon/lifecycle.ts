@@ -20,6 +20,7 @@ import { agentSocketDir, buildRuntimeSpec, guestLogFile, qrexecClientDir, runtim
 import { deathReason } from './death-reason';
 import { errorText } from '../core/error-text';
 import { recordedSizes } from './volume-sizes';
+import { inertReason } from './reason-text';
 
 export interface LifecycleDeps {
   config: DaemonConfig;
@@ -84,6 +85,7 @@ export class Lifecycle {
       let phases = '';
       try {
         const vols = await this.d.pool.start(this.volumesOf(q), ids);
+        for (const w of vols.warnings ?? []) log.warn(`${name}: ${inertReason(w)}`);
         await ensurePrivateHome(vols.privateDir, ids.base);
         agent = await this.openAgent(q, ids);
         const hello = waitForHello(agent, Number(col.prop(q, 'qrexec_timeout')) * 1000, name);
@@ -96,8 +98,8 @@ export class Lifecycle {
         log.info(`${name}: started in ${Date.now() - started} ms (${phases})`);
         events.emit(name, 'domain-start');
       } catch (e) {
-        log.error(`${name}: start failed: ${(e as Error).message}`);
-        const msg = errorText(e); // what qvm-ls, qvm-check and the event show: in words
+        const msg = inertReason(errorText(e)); // what qvm-ls, qvm-check and the event show: in words
+        log.error(`${name}: start failed: ${msg}`);
         await agent?.close().catch(() => undefined);
         this.agents.delete(q.uuid);
         await this.d.backend.destroy(runtimeId(q)).catch(() => undefined);
@@ -142,7 +144,9 @@ export class Lifecycle {
       log: (line) => this.d.log.info(line),
     });
     await agent.listen();
-    agent.on('disconnect', () => void this.checkStopped(q.name));
+    agent.on('disconnect', () => {
+      this.checkStopped(q.name).catch((e: Error) => this.d.log.error(`${q.name}: after its agent disconnected: ${inertReason(errorText(e))}`));
+    });
     agent.on('service-call', (untrusted, conn) => {
       if (this.onServiceCall) this.onServiceCall(q.name, untrusted, conn);
       else conn.close('no qrexec router');
@@ -188,7 +192,9 @@ export class Lifecycle {
         await this.d.backend.signal(rt.runtimeId, 'SIGKILL').catch(() => undefined);
         await this.waitStopped(rt.runtimeId, 10_000);
       }
-      await this.finishStop(q, null);
+      const failed = await this.finishStop(q, null);
+      // Halted either way; the caller who waited learns that its changes are not committed yet.
+      if (failed) throw new QubesError('QubesVMError', `${name} halted, but ${failed}`);
     });
     if (opts.wait) await done;
     else done.catch((e: Error) => this.d.log.error(`${name}: shutdown: ${e.message}`));
@@ -221,33 +227,42 @@ export class Lifecycle {
     }
   }
 
-  /** After the runtime stopped: commit or discard volumes, forget the runtime. Caller holds the lock. */
-  private async finishStop(q: QubeRecord, unexpected: string | null): Promise<void> {
+  /**
+   * After the runtime stopped: commit or discard volumes, forget the runtime. Caller holds the lock.
+   * Never throws for the volumes: a failed commit keeps the changes (committed at the next start),
+   * the qube is Halted, and the reason is recorded. Resolves to that reason, or null.
+   */
+  private async finishStop(q: QubeRecord, unexpected: string | null): Promise<string | null> {
     const { collection: col, log } = this.d;
     const rt = this.runtimeRow(q);
-    if (!rt) return;
+    if (!rt) return null;
     const commit = rt.state !== 'starting';
     const agent = this.agents.get(q.uuid);
     this.agents.delete(q.uuid);
     await agent?.close().catch(() => undefined);
     await this.d.backend.destroy(rt.runtimeId).catch((e: Error) => log.error(`${q.name}: ${e.message}`));
-    await this.d.pool.stop(this.volumesOf(q), this.ids(q), commit);
+    const failed = await this.d.pool.stop(this.volumesOf(q), this.ids(q), commit)
+      .then(() => null, (e: unknown) => inertReason(errorText(e)));
+    const reason = [unexpected, failed].filter(Boolean).join('; ') || null;
     col.write(() => {
       col.store.deleteRuntime(q.qid);
-      if (unexpected) col.store.setLastError(q.qid, unexpected);
+      if (reason) col.store.setLastError(q.qid, reason);
     });
-    if (unexpected) log.error(`${q.name}: ${unexpected}`);
+    if (reason) log.error(`${q.name}: ${reason}`);
     else log.info(`${q.name}: halted`);
     await this.maybeSquash(q);
-    this.d.events.emit(q.name, 'domain-shutdown', unexpected ? { reason: unexpected } : {});
+    this.d.events.emit(q.name, 'domain-shutdown', reason ? { reason } : {});
+    return failed;
   }
 
   /** Long layer stacks are squashed when nothing running still reads their layers. */
   private async maybeSquash(q: QubeRecord): Promise<void> {
     if (!this.d.pool.squashIfDeep) return;
     const users = this.d.collection.all().filter((o) => o.props.template === q.name && this.d.collection.powerState(o) !== 'Halted');
-    if (users.length === 0) await this.d.pool.squashIfDeep(q.uuid, 'root').catch(() => false);
-    await this.d.pool.squashIfDeep(q.uuid, 'private').catch(() => false);
+    const squash = (vol: 'root' | 'private') => this.d.pool.squashIfDeep!(q.uuid, vol)
+      .catch((e: unknown) => this.d.log.error(`${q.name}: squashing volume ${vol}: ${inertReason(errorText(e))}`));
+    if (users.length === 0) await squash('root');
+    await squash('private');
   }
 
   /** Called when an agent disconnects and by the periodic sweep: notices qubes whose runtime died. */
@@ -273,7 +288,9 @@ export class Lifecycle {
     this.sweepTimer = setInterval(() => {
       if (busy) return;
       busy = true;
-      void this.sweep().finally(() => (busy = false));
+      this.sweep()
+        .catch((e: unknown) => this.d.log.error(`sweep: ${inertReason(errorText(e))}`))
+        .finally(() => (busy = false));
     }, intervalMs);
     this.sweepTimer.unref();
   }

@@ -7,6 +7,8 @@ import type { StoragePool } from '../core/volumes';
 import type { Collection } from './collection';
 import type { Lifecycle } from './lifecycle';
 import type { Logger } from './logger';
+import { errorText } from '../core/error-text';
+import { inertReason } from './reason-text';
 
 export async function reconcile(col: Collection, lifecycle: Lifecycle, backend: Backend, pool: StoragePool, log: Logger): Promise<void> {
   const runtimes = col.store.runtimes();
@@ -29,10 +31,13 @@ export async function reconcile(col: Collection, lifecycle: Lifecycle, backend: 
     // A start that did not finish, or a qube that stopped while isolad was away.
     await backend.destroy(rt.runtimeId).catch(() => undefined);
     const commit = rt.state !== 'starting';
-    await pool.stop(lifecycle.volumesOf(q), lifecycle.ids(q), commit).catch((e: Error) => log.error(`${q.name}: ${e.message}`));
+    // A failed commit keeps the changes (committed at the next start) and is part of the reason.
+    const failed = await pool.stop(lifecycle.volumesOf(q), lifecycle.ids(q), commit)
+      .then(() => '', (e: unknown) => `; ${inertReason(errorText(e))}`);
+    if (failed) log.error(`${q.name}: ${failed.slice(2)}`);
     col.write(() => {
       col.store.deleteRuntime(q.qid);
-      col.store.setLastError(q.qid, rt.state === 'starting' ? 'start interrupted (isolad restarted)' : 'stopped while isolad was not running');
+      col.store.setLastError(q.qid, (rt.state === 'starting' ? 'start interrupted (isolad restarted)' : 'stopped while isolad was not running') + failed);
     });
     log.warn(`${q.name}: ${rt.state === 'starting' ? 'unfinished start rolled back' : 'found stopped'}; now Halted`);
   }

@@ -6,6 +6,7 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { removeTree } from './tree-tool';
 
 export interface Layer {
   name: string;
@@ -47,7 +48,7 @@ export async function readStack(layersDir: string): Promise<Layer[]> {
 export async function collectGarbage(layersDir: string): Promise<void> {
   const stack = new Set((await readStack(layersDir)).map((l) => l.name));
   for (const name of await fs.readdir(layersDir).catch(() => [] as string[])) {
-    if (!stack.has(name)) await fs.rm(path.join(layersDir, name), { recursive: true, force: true });
+    if (!stack.has(name)) await removeTree(path.join(layersDir, name));
   }
 }
 
@@ -87,6 +88,6 @@ export async function discard(dir: string): Promise<void> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw e;
   }
-  // Retries: a helper of a killed isolad (cp) may still be writing there for a moment.
-  await fs.rm(trash, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+  // Byte-safe and depth-safe: a layer holds whatever names the qube made.
+  await removeTree(trash);
 }

@@ -13,12 +13,15 @@ import { collectGarbage, discard, dropAbove, lowerList, pushLayer, readStack, ty
 import { mountIdmapped, mountOverlay, unmount, unmountAllUnder } from './mounts';
 import { applyBound, boundOf, emptyDir, makeVolumes, sizeOfDir, volumeDirs, withSquashRoom } from './volume-bounds';
 import { explainFull, growVolumeFs, hasImage, syncVolume, unmountVolumes, volumeFsUsage } from './volume-fs';
+import { copyTree, removeTree } from './tree-tool';
 
 const run = promisify(execFile);
 /** Above this many layers a volume is squashed into one full layer at commit time. */
 const MAX_LAYERS = 24;
 /** The default user's home is created in every new private volume (uid/gid of Debian's first user). */
 const USER_ID = 1000;
+/** In a volume's `dirty` dir: its upper holds an earlier run's changes whose commit failed. */
+const KEEP_MARK = 'uncommitted';
 
 export class OverlayPool implements StoragePool {
   readonly driver = 'overlay-dir';
@@ -27,6 +30,8 @@ export class OverlayPool implements StoragePool {
     readonly name: string,
     private readonly dir: string,
     private readonly runRoot: string,
+    /** Where warnings of a walk go (a capability that could not be restored, say): isolad's log. */
+    private readonly warn: (line: string) => void = () => undefined,
   ) {}
 
   private volDir(uuid: string, vol: VolumeName): string {
@@ -47,7 +52,7 @@ export class OverlayPool implements StoragePool {
       if (opts.copyRootFrom) await this.copyMerged(opts.copyRootFrom.uuid, 'root', q.uuid, 'root');
     } catch (e) {
       await unmountVolumes(path.join(this.dir, q.uuid)).catch(() => undefined);
-      await fs.rm(path.join(this.dir, q.uuid), { recursive: true, force: true });
+      await removeTree(path.join(this.dir, q.uuid));
       throw e;
     }
   }
@@ -59,7 +64,7 @@ export class OverlayPool implements StoragePool {
   /** A new full layer holding nothing (a private one: the empty home of `user`, as at creation). */
   private async pushEmpty(uuid: string, vol: VolumeName): Promise<void> {
     const tmp = path.join(this.volDir(uuid, vol), 'new');
-    await fs.rm(tmp, { recursive: true, force: true });
+    await removeTree(tmp);
     await fs.mkdir(tmp, { recursive: true, mode: 0o755 });
     if (vol === 'private') {
       await fs.mkdir(path.join(tmp, 'home', 'user'), { recursive: true, mode: 0o755 });
@@ -86,7 +91,7 @@ export class OverlayPool implements StoragePool {
 
   async importRoot(q: QubeVolumes, fill: (dir: string) => Promise<void>): Promise<void> {
     const tmp = path.join(this.volDir(q.uuid, 'root'), 'import');
-    await fs.rm(tmp, { recursive: true, force: true });
+    await removeTree(tmp);
     await fs.mkdir(tmp, { recursive: true });
     try {
       await fill(tmp);
@@ -94,7 +99,7 @@ export class OverlayPool implements StoragePool {
       await syncVolume(this.volDir(q.uuid, 'root'), this.dir);
       await pushLayer(this.layers(q.uuid, 'root'), tmp, true);
     } catch (e) {
-      await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      await removeTree(tmp).catch(() => undefined);
       throw await explainFull(e as Error, this.dir);
     }
   }
@@ -108,16 +113,16 @@ export class OverlayPool implements StoragePool {
     // Under the run dir, so that the restart cleanup unmounts it if isolad dies mid-copy.
     const mnt = path.join(this.runDir(dstUuid), 'merge-src');
     const tmp = path.join(dstDir, 'merge-new');
-    await fs.rm(tmp, { recursive: true, force: true });
+    await removeTree(tmp);
     await fs.mkdir(tmp, { recursive: true });
     if (stack.length === 1) {
       // One full layer is already the merged view (and overlay needs two lowers without an upper).
-      await run('cp', ['-a', '--reflink=auto', path.join(srcLayers, stack[0].name) + '/.', tmp + '/']);
+      await copyTree(path.join(srcLayers, stack[0].name), tmp);
     } else {
       await fs.mkdir(mnt, { recursive: true, mode: 0o700 });
       try {
         await mountOverlay(mnt, srcLayers, lowerList(stack));
-        await run('cp', ['-a', '--reflink=auto', mnt + '/.', tmp + '/']);
+        await copyTree(mnt, tmp);
       } finally {
         await unmount(mnt).catch(() => undefined);
         await fs.rmdir(mnt).catch(() => undefined);
@@ -142,13 +147,14 @@ export class OverlayPool implements StoragePool {
       const rootKind = kinds.find((k) => k.name === 'root')!;
       if (rootKind.snapOnStart && !q.sourceUuid) throw new Error(`qube ${q.uuid}: snapshot root without a source`);
       // Independent mounts: done side by side, they cost one mount's latency instead of two.
+      const warnings: string[] = [];
       const [rootRevision] = await Promise.all([
         rootKind.snapOnStart
           ? this.mountSnapshot(q.sourceUuid!, 'root', path.join(volatile, 'root'), rd, 'root', ids)
-          : this.mountOrigin(q.uuid, 'root', rd, 'root', ids),
-        this.mountOrigin(q.uuid, 'private', rd, 'private', ids),
+          : this.mountOrigin(q.uuid, 'root', rd, 'root', ids, warnings),
+        this.mountOrigin(q.uuid, 'private', rd, 'private', ids, warnings),
       ]);
-      return { rootfs: path.join(rd, 'root'), privateDir: path.join(rd, 'private'), rootRevision };
+      return { rootfs: path.join(rd, 'root'), privateDir: path.join(rd, 'private'), rootRevision, ...(warnings.length ? { warnings } : {}) };
     } catch (e) {
       await this.cleanupMounts(q.uuid);
       throw e;
@@ -163,11 +169,19 @@ export class OverlayPool implements StoragePool {
     return stack[stack.length - 1].name;
   }
 
-  private async mountOrigin(uuid: string, vol: VolumeName, rd: string, as: string, ids: IdRange): Promise<string> {
+  private async mountOrigin(uuid: string, vol: VolumeName, rd: string, as: string, ids: IdRange, warnings: string[]): Promise<string> {
     const layersDir = this.layers(uuid, vol);
     const dirty = path.join(this.volDir(uuid, vol), 'dirty');
-    // A run whose commit was interrupted still holds the qube's data: commit it before going on.
-    if (await exists(path.join(dirty, 'upper'))) await this.commit(uuid, vol, ids);
+    // A run whose commit was interrupted or failed still holds the qube's data: commit it first.
+    // Should that fail again, the uncommitted changes stay this run's upper (still in the qube's
+    // ids): the data is kept and the qube starts, instead of failing on the same tree forever.
+    if (await exists(path.join(dirty, 'upper'))) {
+      await this.commit(uuid, vol, ids).catch(async (e: Error) => {
+        warnings.push(`volume ${vol}: the last run's changes are not committed yet (${e.message}); they stay in use`);
+        // Marks them as data to keep: a stop without commit (a failed start) must not discard them.
+        await fs.writeFile(path.join(dirty, KEEP_MARK), '');
+      });
+    }
     await collectGarbage(layersDir);
     const stack = await readStack(layersDir);
     if (stack.length === 0) throw new Error(`volume ${uuid}:${vol} has no committed revision`);
@@ -192,24 +206,36 @@ export class OverlayPool implements StoragePool {
     await mountOverlay(target, lower, lowerList(stack), upper, work);
   }
 
+  /**
+   * A failed commit of one volume does not stop the others nor the cleanup; its changes stay in
+   * `dirty` (the qube's data is never dropped) and are committed at the next start. Throws then.
+   */
   async stop(q: QubeVolumes, ids: IdRange, commit: boolean): Promise<void> {
     await this.cleanupMounts(q.uuid);
+    const failed: string[] = [];
     for (const k of volumeLayout(q.klass)) {
       if (k.name === 'volatile' || k.snapOnStart) continue;
-      if (commit && k.saveOnStop) await this.commit(q.uuid, k.name, ids);
-      else await discard(path.join(this.volDir(q.uuid, k.name), 'dirty'));
+      try {
+        const dirty = path.join(this.volDir(q.uuid, k.name), 'dirty');
+        if (commit && k.saveOnStop) await this.commit(q.uuid, k.name, ids);
+        else if (!(await exists(path.join(dirty, KEEP_MARK)))) await discard(dirty);
+      } catch (e) {
+        failed.push(`volume ${k.name}: ${(e as Error).message}`);
+      }
     }
     await emptyDir(this.volDir(q.uuid, 'volatile'));
-    await fs.rm(this.runDir(q.uuid), { recursive: true, force: true });
+    await removeTree(this.runDir(q.uuid));
+    if (failed.length) throw new Error(`${commit ? 'commit' : 'discard'} failed (the changes are kept): ${failed.join('; ')}`);
   }
 
   private async commit(uuid: string, vol: VolumeName, ids: IdRange): Promise<void> {
     const dirty = path.join(this.volDir(uuid, vol), 'dirty');
     const upper = path.join(dirty, 'upper');
     if (!(await exists(upper))) return;
-    // A run that changed nothing adds no revision.
-    if ((await fs.readdir(upper)).length === 0) return discard(dirty);
-    await unshiftTree(upper, ids.base, ids.count);
+    // A run that changed nothing adds no revision. (Buffers: the names are the qube's bytes.)
+    if ((await fs.readdir(upper, { encoding: 'buffer' })).length === 0) return discard(dirty);
+    const warnings = await unshiftTree(upper, ids.base, ids.count);
+    if (warnings) this.warn(`commit of ${uuid}:${vol}: ${warnings}`);
     const layersDir = this.layers(uuid, vol);
     await pushLayer(layersDir, upper, false);
     await discard(dirty);
@@ -227,7 +253,7 @@ export class OverlayPool implements StoragePool {
     await this.cleanupMounts(uuid);
     await unmountVolumes(path.join(this.dir, uuid));
     await discard(path.join(this.dir, uuid));
-    await fs.rm(this.runDir(uuid), { recursive: true, force: true });
+    await removeTree(this.runDir(uuid));
   }
 
   async clone(src: QubeVolumes, dst: QubeVolumes): Promise<void> {
@@ -241,7 +267,7 @@ export class OverlayPool implements StoragePool {
       }
     } catch (e) {
       await unmountVolumes(path.join(this.dir, dst.uuid)).catch(() => undefined);
-      await fs.rm(path.join(this.dir, dst.uuid), { recursive: true, force: true });
+      await removeTree(path.join(this.dir, dst.uuid));
       throw e;
     }
   }
@@ -293,7 +319,7 @@ export class OverlayPool implements StoragePool {
 
   async collectTrash(): Promise<void> {
     for (const name of await fs.readdir(this.dir).catch(() => [] as string[])) {
-      if (name.includes('.trash-')) await fs.rm(path.join(this.dir, name), { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+      if (name.includes('.trash-')) await removeTree(path.join(this.dir, name));
     }
   }
 

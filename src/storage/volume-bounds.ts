@@ -9,6 +9,7 @@ import type { QubeVolumes, VolumeKind, VolumeName } from '../core/volumes';
 import { volumeLayout } from '../core/volumes';
 import { discard } from './layer-stack';
 import { growVolumeFs, hasImage, imageOf, makeVolumeFs, mountVolumeFs, shrinkVolumeFs, volumeFsUsage } from './volume-fs';
+import { removeTree } from './tree-tool';
 
 /** Volumes of a qube whose data lives in their own directory (a snapshot root has none). */
 export function volumeDirs(q: QubeVolumes): VolumeName[] {
@@ -65,7 +66,7 @@ export async function withSquashRoom(dir: string, squash: () => Promise<void>): 
   try {
     await squash();
   } finally {
-    await fs.rm(path.join(dir, 'merge-new'), { recursive: true, force: true });
+    await removeTree(path.join(dir, 'merge-new'));
     await shrinkVolumeFs(dir, bound);
   }
 }

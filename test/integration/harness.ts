@@ -158,7 +158,8 @@ export class Instance {
     const list = await execFileP('runc', [...runc, 'list', '-q']).then((r) => r.stdout.split('\n').filter(Boolean), () => [] as string[]);
     for (const id of list) await execFileP('runc', [...runc, 'delete', '--force', id]).catch(() => undefined);
     await unmountAllUnder(this.home).catch(() => undefined);
-    await fs.rm(this.home, { recursive: true, force: true }).catch(() => undefined);
+    // rm(1) and not fs.rm: a qube's names need not be UTF-8 and its paths can exceed PATH_MAX.
+    await execFileP('rm', ['-rf', '--one-file-system', '--', this.home]).catch(() => undefined);
     await fs.rm(this.config.runcRoot, { recursive: true, force: true }).catch(() => undefined);
     try {
       removeCgroupParent(this.config.cgroupParent);
