@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { promisify } from 'node:util';
 import { isMounted } from './mounts';
+import { loopDirectIo } from './volume-fs';
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;
@@ -69,6 +70,7 @@ export async function preparePoolFs(poolDir: string, env: NodeJS.ProcessEnv = pr
   await run('mount', ['-t', 'ext4', '-o', 'loop,noinit_itable', img, poolDir]).catch((e: { stderr?: string; message: string }) => {
     throw new Error(`mount ${img} on ${poolDir}: ${(e.stderr || e.message).split('\n')[0].trim()}`);
   });
+  await loopDirectIo(poolDir);
   await fs.rmdir(`${poolDir}/lost+found`).catch(() => undefined);
   await fs.chmod(poolDir, 0o700);
   return { mode: 'image', detail: `pool ${poolDir} mounted from ${img}` };

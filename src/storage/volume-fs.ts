@@ -66,6 +66,29 @@ export async function mountVolumeFs(volDir: string): Promise<void> {
   await fs.mkdir(volDir, { recursive: true, mode: 0o700 });
   // noinit_itable: no background zeroing of the inode tables (it would fill the sparse image).
   await tool('mount', ['-t', 'ext4', '-o', 'loop,noinit_itable,errors=remount-ro', imageOf(volDir), volDir], `mount ${imageOf(volDir)}`);
+  await loopDirectIo(volDir);
+}
+
+/** The block device mounted at a mount point (the loop device of an image), from mountinfo. */
+function sourceOf(mountPoint: string): string | undefined {
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    const sep = f.indexOf('-');
+    const point = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (sep > 0 && point === mountPoint) return f[sep + 2];
+  }
+  return undefined;
+}
+
+/**
+ * Direct I/O from a loop device to its image: without it every block is cached twice (three times
+ * for a volume inside the pool image) and writeback through stacked loops ran at a sixth of the
+ * host disk's speed (measured: 1 GiB written in a qube at 177-213 MB/s instead of 1363-1487).
+ * Best effort: a backing filesystem without O_DIRECT keeps buffered I/O.
+ */
+export async function loopDirectIo(mountPoint: string): Promise<void> {
+  const dev = sourceOf(mountPoint);
+  if (dev?.startsWith('/dev/loop')) await run('losetup', ['--direct-io=on', dev]).catch(() => undefined);
 }
 
 /**
