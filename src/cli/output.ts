@@ -2,7 +2,6 @@
 // `|`-separated rows, qvm-prefs' `name  D  value` lines, wrapped help, and install progress; and
 // the one rule for printing what a qube may have chosen: inert, never a terminal control.
 
-import { Presets, SingleBar } from 'cli-progress';
 import { inertString } from '../core/terminal-filter';
 import type { CliDeps } from './commands/common';
 
@@ -87,6 +86,8 @@ export function progress(deps: CliDeps, title: string, quiet: boolean): Progress
     // The bar's own cursor controls go out unfiltered (deps.controls); its stage text is made inert.
     const controls = deps.controls ?? deps.stderr;
     const stream = { write: (s: string) => (controls(s), true), isTTY: true, columns: deps.columns ?? 80 };
+    // Loaded on first use: every command imports this module, few draw a bar.
+    const { Presets, SingleBar } = require('cli-progress') as typeof import('cli-progress');
     const bar = new SingleBar(
       { stream: stream as unknown as NodeJS.WritableStream, format: `${title} [{bar}] {percentage}% {stage}`, hideCursor: true },
       Presets.shades_classic,
