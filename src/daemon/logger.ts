@@ -60,7 +60,8 @@ export function daemonLogger(env: NodeJS.ProcessEnv = process.env): Logger {
 export class QubeLog {
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly log: Logger, private readonly budget = new LogBudget(), flushMs = 1000) {
+  /** now: the clock the budget refills by (tests pass their own: a refill between two lines is timing). */
+  constructor(private readonly log: Logger, private readonly budget = new LogBudget(), flushMs = 1000, private readonly now = () => Date.now()) {
     // The count of held-back lines is written once the qube's flood stops (its budget refills).
     this.timer = setInterval(() => this.flush(), flushMs);
     this.timer.unref();
@@ -80,13 +81,13 @@ export class QubeLog {
   }
 
   private line(qube: string, kind: string, msg: string, write: (m: string) => void): void {
-    const { write: ok, suppressed } = this.budget.admit(qube, kind, Date.now());
+    const { write: ok, suppressed } = this.budget.admit(qube, kind, this.now());
     if (!ok) return;
     if (suppressed) this.log.info(suppressedLine({ qube, kind, count: suppressed }));
     write(msg);
   }
 
   private flush(): void {
-    for (const s of this.budget.drain(Date.now())) this.log.info(suppressedLine(s));
+    for (const s of this.budget.drain(this.now())) this.log.info(suppressedLine(s));
   }
 }
