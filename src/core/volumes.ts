@@ -1,6 +1,7 @@
 // Qubes' volume layout per class (root, private, volatile) with Qubes' flags, and the storage
 // pool contract that drivers implement. Pure: no I/O.
 
+import type { VolumeForm, VolumeHandle } from './backend';
 import type { QubeClass } from './qube';
 
 export type VolumeName = 'root' | 'private' | 'volatile';
@@ -43,10 +44,10 @@ export interface QubeVolumes {
 }
 
 export interface StartedVolumes {
-  /** Mounted root filesystem. */
-  rootfs: string;
-  /** Mounted private volume (bound at /rw, and /rw/home at /home). */
-  privateDir: string;
+  /** The qube's root filesystem (copy-on-write over its template's for an AppVM). */
+  root: VolumeHandle;
+  /** Its private volume (/rw in the qube, /home from /rw/home). */
+  private: VolumeHandle;
   /** The revision of the source root this start sees (for `is_outdated`). */
   rootRevision: string;
   /** What went wrong without stopping the start (an earlier run's changes not yet committed). */
@@ -74,7 +75,8 @@ export interface StoragePool {
   create(q: QubeVolumes, opts: { copyRootFrom?: QubeVolumes }): Promise<void>;
   /** Fills a new template's root from a directory-producing step (e.g. tar extraction). */
   importRoot(q: QubeVolumes, fill: (dir: string) => Promise<void>): Promise<void>;
-  start(q: QubeVolumes, ids: IdRange): Promise<StartedVolumes>;
+  /** Volumes ready for a start, in the form the backend takes; a form the pool cannot give is refused. */
+  start(q: QubeVolumes, ids: IdRange, form?: VolumeForm): Promise<StartedVolumes>;
   /** Unmounts; with commit, save_on_stop volumes become a new revision, others are discarded. */
   stop(q: QubeVolumes, ids: IdRange, commit: boolean): Promise<void>;
   remove(uuid: string): Promise<void>;

@@ -1,4 +1,4 @@
-// isolad's composition root: opens the store, the pool, the backend and the agent channels,
+// isolad's composition root: opens the store, the pool, the backends (by virt_mode) and the agent channels,
 // reconciles with what survived a restart, and serves the Admin API.
 
 import { promises as fs } from 'node:fs';
@@ -25,6 +25,7 @@ import { clipboardHandlers } from './handlers/clipboard-handlers';
 import { GlobalClipboard } from './clipboard';
 import { BUILTIN_RPC_CONFIG, BUILTIN_SCRIPTS, BUILTIN_SERVICES } from './builtin-services';
 import { Lifecycle } from './lifecycle';
+import { BackendRegistry } from './backend-registry';
 import { stderrLogger, type Logger } from './logger';
 import { policyDir } from './policy-fs';
 import { PolicyStore } from './policy-store';
@@ -103,7 +104,7 @@ async function writeScript(file: string, text: string): Promise<void> {
   await fs.rename(tmp, file);
 }
 
-export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger; backend?: Backend } = {}): Promise<Isolad> {
+export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger; backends?: Backend[] } = {}): Promise<Isolad> {
   const config = loadConfig(opts.env);
   const log = opts.log ?? stderrLogger();
   if (process.getuid?.() !== 0) throw new Error('isolad must run as root (it manages mounts, namespaces and cgroups)');
@@ -117,7 +118,7 @@ export async function startIsolad(opts: { env?: NodeJS.ProcessEnv; log?: Logger;
   }
 }
 
-async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock, opts: { env?: NodeJS.ProcessEnv; backend?: Backend }): Promise<Isolad> {
+async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock, opts: { env?: NodeJS.ProcessEnv; backends?: Backend[] }): Promise<Isolad> {
   await prepareDirs(config);
   const poolFs = await preparePoolFs(config.poolDir, opts.env ?? process.env);
   if (poolFs.mode === 'legacy') log.warn(poolFs.detail);
@@ -126,20 +127,21 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
   const collection = new Collection(store);
   const events = new EventBus();
   const pool = new OverlayPool('default', config.poolDir, config.runDir, (line) => log.warn(line));
-  const backend = opts.backend ?? new RuncBackend({
+  const backends = new BackendRegistry(opts.backends ?? [new RuncBackend({
     stateRoot: config.runcRoot, bundleRoot: config.bundleRoot, procBindHelper: path.join(runtimeHookDir(config), 'isola-proc-bind'),
-  });
+    agentRoot: config.agentDir, cgroupParent: config.cgroupParent, log: (line) => log.warn(`agent channel: ${line}`),
+  })]);
   const uids = new QubeIds(config, collection, new UidRegistry(config.uidRegistry), log);
   // Before reconcile: a qube of an older database gets its range registered before anything uses it.
   await uids.migrate();
-  const lifecycle = new Lifecycle({ config, collection, pool, backend, events, log, uids });
+  const lifecycle = new Lifecycle({ config, collection, pool, backends, events, log, uids });
   const policy = new PolicyStore(policyDir(opts.env), log, (st) => {
     if (st.state === 'loaded') events.emit('', 'policy-loaded', { files: String(st.files), rules: String(st.rules) });
     else events.emit('', 'policy-load-failed', { error: st.error ?? '', since: new Date(st.errorSince ?? Date.now()).toISOString() });
   });
   policy.reload();
   policy.watch();
-  await reconcile(collection, lifecycle, backend, pool, log);
+  await reconcile(collection, lifecycle, backends, pool, log);
   const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy, asks: new AskQueue(events, config.askTimeoutMs) };
   const handlers = {
     ...vmHandlers(deps),

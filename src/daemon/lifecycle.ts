@@ -1,8 +1,6 @@
 // Starting, stopping and watching qubes: volumes, agent channel and backend in the right order,
 // with state recorded so that isolad killed at any moment restarts into a consistent state.
 
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import type { Backend } from '../core/backend';
 import { QubesError } from '../core/errors';
 import type { QubeRecord } from '../core/qube';
@@ -10,13 +8,16 @@ import type { IdRange, QubeVolumes, StoragePool } from '../core/volumes';
 import { AgentListener } from '../qrexec/agent-link';
 import type { FramedSocket } from '../qrexec/frame-reader';
 import type { TriggerService3 } from '../qrexec/protocol';
+import type { BackendRegistry } from './backend-registry';
 import type { Collection } from './collection';
 import type { DaemonConfig } from './config';
 import type { QubeIds } from './qube-ids';
 import type { EventBus } from './event-bus';
 import type { Logger } from './logger';
 import { QubeLocks } from './qube-locks';
-import { agentSocketDir, buildRuntimeSpec, guestLogFile, qrexecClientDir, runtimeId } from './qube-runtime-spec';
+import { runtimeId } from './qube-launch';
+import { StepList, type QubeRun } from './qube-steps';
+import { standardSteps } from './standard-steps';
 import { deathReason } from './death-reason';
 import { errorText } from '../core/error-text';
 import { recordedSizes } from './volume-sizes';
@@ -26,7 +27,7 @@ export interface LifecycleDeps {
   config: DaemonConfig;
   collection: Collection;
   pool: StoragePool & { squashIfDeep?(uuid: string, vol: 'root' | 'private'): Promise<boolean> };
-  backend: Backend;
+  backends: BackendRegistry;
   events: EventBus;
   log: Logger;
   uids: QubeIds;
@@ -36,10 +37,19 @@ export class Lifecycle {
   readonly agents = new Map<string, AgentListener>();
   /** Where service calls made from inside qubes go (the qrexec router); refused while unset. */
   onServiceCall?: (source: string, untrusted: TriggerService3, conn: FramedSocket) => void;
+  /** The start sequence; features add their steps to it (insertBefore). */
+  readonly steps: StepList;
   private readonly locks = new QubeLocks();
   private sweepTimer?: NodeJS.Timeout;
 
-  constructor(private readonly d: LifecycleDeps) {}
+  constructor(private readonly d: LifecycleDeps) {
+    this.steps = new StepList(standardSteps({
+      config: d.config, collection: d.collection, pool: d.pool, log: d.log,
+      volumesOf: (run) => this.volumesOf(run.q),
+      openAgent: (run) => this.openAgent(run),
+      closeAgent: (run) => this.closeAgent(run.q),
+    }));
+  }
 
   volumesOf(q: QubeRecord): QubeVolumes {
     const template = typeof q.props.template === 'string' ? this.d.collection.find(q.props.template) : undefined;
@@ -75,35 +85,23 @@ export class Lifecycle {
       }
       const { collection: col, events, log } = this.d;
       const started = Date.now();
-      const ids = await this.idsForStart(q);
+      const backend = this.backendFor(q);
+      const run: QubeRun = { q, ids: await this.idsForStart(q), backend, runtimeId: runtimeId(q) };
+      const row = { qid: q.qid, runtimeId: run.runtimeId, backend: backend.virtMode, startedAt: started };
       col.write(() => {
-        col.store.putRuntime({ qid: q.qid, state: 'starting', runtimeId: runtimeId(q), backend: this.d.backend.name, startedAt: started, rootRevision: '' });
+        col.store.putRuntime({ ...row, state: 'starting', rootRevision: '' });
         col.store.setLastError(q.qid, null);
       });
       events.emit(name, 'domain-pre-start');
-      let agent: AgentListener | undefined;
-      let phases = '';
       try {
-        const vols = await this.d.pool.start(this.volumesOf(q), ids);
-        for (const w of vols.warnings ?? []) log.warn(`${name}: ${inertReason(w)}`);
-        await ensurePrivateHome(vols.privateDir, ids.base);
-        agent = await this.openAgent(q, ids);
-        const hello = waitForHello(agent, Number(col.prop(q, 'qrexec_timeout')) * 1000, name);
-        const tVolumes = Date.now();
-        await this.d.backend.start(buildRuntimeSpec(this.d.config, col, q, vols, ids));
-        const tRuntime = Date.now();
-        await Promise.race([hello.promise, this.exitDuringStart(q, hello)]);
-        phases = `volumes ${tVolumes - started} ms, runtime ${tRuntime - tVolumes} ms, agent ${Date.now() - tRuntime} ms`;
-        col.write(() => col.store.putRuntime({ qid: q.qid, state: 'running', runtimeId: runtimeId(q), backend: this.d.backend.name, startedAt: started, rootRevision: vols.rootRevision }));
+        const times = await this.steps.up(run, (step, e) => log.error(`${name}: undoing ${step}: ${inertReason(errorText(e))}`));
+        col.write(() => col.store.putRuntime({ ...row, state: 'running', rootRevision: run.vols?.rootRevision ?? '' }));
+        const phases = Object.entries(times).map(([k, v]) => `${k} ${v} ms`).join(', ');
         log.info(`${name}: started in ${Date.now() - started} ms (${phases})`);
         events.emit(name, 'domain-start');
       } catch (e) {
         const msg = inertReason(errorText(e)); // what qvm-ls, qvm-check and the event show: in words
         log.error(`${name}: start failed: ${msg}`);
-        await agent?.close().catch(() => undefined);
-        this.agents.delete(q.uuid);
-        await this.d.backend.destroy(runtimeId(q)).catch(() => undefined);
-        await this.d.pool.stop(this.volumesOf(q), ids, false).catch((err: Error) => log.error(`${name}: cleanup: ${err.message}`));
         col.write(() => {
           col.store.deleteRuntime(q.qid);
           col.store.setLastError(q.qid, `start failed: ${msg}`);
@@ -112,6 +110,22 @@ export class Lifecycle {
         throw new QubesError('QubesVMError', `Failed to start ${name}: ${msg}`);
       }
     });
+  }
+
+  /** The backend of the qube's virt_mode (a mode this host lacks: one line, nothing done). */
+  private backendFor(q: QubeRecord): Backend {
+    const mode = String(this.d.collection.prop(q, 'virt_mode'));
+    try {
+      return this.d.backends.forMode(mode, q.name);
+    } catch (e) {
+      this.d.collection.write(() => this.d.collection.store.setLastError(q.qid, `start failed: ${errorText(e)}`));
+      throw new QubesError('QubesVMError', `Failed to start ${q.name}: ${errorText(e)}`);
+    }
+  }
+
+  /** The backend that runs (or ran) the qube, as its runtime row recorded it. */
+  backendOf(rt: { backend: string }): Backend | undefined {
+    return this.d.backends.recorded(rt.backend);
   }
 
   /** A range the registry confirms is this qube's; refused (with the reason in qvm-ls) otherwise. */
@@ -126,18 +140,12 @@ export class Lifecycle {
     }
   }
 
-  private async openAgent(q: QubeRecord, ids: IdRange): Promise<AgentListener> {
-    const dir = agentSocketDir(this.d.config, q);
-    await ensureOwnedDir(dir, ids.base, 0o700);
-    const clientDir = qrexecClientDir(this.d.config, q);
-    await ensureOwnedDir(clientDir, process.getuid?.() ?? 0, 0o755);
-    const old = this.agents.get(q.uuid);
-    await old?.close().catch(() => undefined);
+  private async openAgent(run: QubeRun): Promise<AgentListener> {
+    const { q } = run;
+    await this.closeAgent(q);
     const col = this.d.collection;
     const agent = new AgentListener({
-      socketPath: path.join(dir, 'agent.sock'),
-      // In-qube callers reach isolad directly (no relay through the agent): one copy of every byte less.
-      clientSocketPath: path.join(clientDir, 'qrexec-client.sock'),
+      channel: await run.backend.channel({ runtimeId: run.runtimeId, uuid: q.uuid, ids: run.ids }),
       name: q.name,
       // Resolved at each exec, so a changed default_user applies without a restart.
       defaultUser: () => String(col.prop(col.find(q.name) ?? q, 'default_user')),
@@ -155,22 +163,40 @@ export class Lifecycle {
     return agent;
   }
 
-  /** Fails fast when the qube's init exits before its agent said hello (instead of waiting qrexec_timeout). */
-  private async exitDuringStart(q: QubeRecord, hello: HelloWait): Promise<void> {
-    while (!hello.settled) {
-      // Later than a normal agent's hello (~80 ms), so healthy starts pay nothing for this check.
-      await sleep(250);
-      const st = await this.d.backend.state(runtimeId(q)).catch(() => undefined);
-      if (!hello.settled && (!st || st.status === 'stopped')) {
-        throw new Error(`the qube's init exited before its agent connected (see ${guestLogFile(this.d.config, q)})`);
-      }
-    }
-    await hello.promise;
+  private async closeAgent(q: QubeRecord): Promise<void> {
+    const agent = this.agents.get(q.uuid);
+    this.agents.delete(q.uuid);
+    await agent?.close().catch(() => undefined);
   }
 
   /** After an isolad restart: listen for the running qube's agent again (it reconnects by itself). */
-  async reattach(q: QubeRecord): Promise<void> {
-    await this.openAgent(q, this.ids(q));
+  async reattach(q: QubeRecord, backend: Backend): Promise<void> {
+    await this.openAgent({ q, ids: this.ids(q), backend, runtimeId: runtimeId(q) });
+  }
+
+  /**
+   * Undoes a run whose runtime is gone (or was never finished): every step's down, in reverse; the
+   * runtime forgotten and the reason recorded. Caller holds the lock (or is reconcile, before serving).
+   */
+  async finishRun(q: QubeRecord, rt: { state: string; runtimeId: string; backend: string }, unexpected: string | null): Promise<string | null> {
+    const { collection: col, log } = this.d;
+    const backend = this.backendOf(rt);
+    let failed: string | null = null;
+    if (!backend) {
+      failed = `its backend (virt_mode ${rt.backend}) is not available in this isolad; its volumes stay as they were`;
+    } else {
+      const run: QubeRun = { q, ids: this.ids(q), backend, runtimeId: rt.runtimeId };
+      const reasons = await this.steps.down(run, { commit: rt.state !== 'starting' });
+      failed = reasons.join('; ') || null;
+    }
+    const reason = [unexpected, failed].filter(Boolean).join('; ') || null;
+    col.write(() => {
+      col.store.deleteRuntime(q.qid);
+      if (reason) col.store.setLastError(q.qid, reason);
+    });
+    if (reason) log.error(`${q.name}: ${reason}`);
+    else log.info(`${q.name}: halted`);
+    return failed;
   }
 
   async shutdown(name: string, opts: { wait: boolean; force: boolean }): Promise<void> {
@@ -178,19 +204,25 @@ export class Lifecycle {
     const state = this.d.collection.powerState(q);
     if (q.klass === 'AdminVM') throw new QubesError('QubesVMError', 'dom0 cannot be shut down by isolad');
     if (state === 'Halted') throw new QubesError('QubesVMNotStartedError', `Domain is powered off: ${name}`);
+    // Qubes: a netvm with running qubes behind it stays up unless forced (they then lose their network).
+    const users = this.connectedRunning(q);
+    if (users.length > 0 && !opts.force) {
+      throw new QubesError('QubesVMInUseError', `There are other VMs connected to this VM: ${users.join(', ')}`);
+    }
     const timeoutS = Number(this.d.collection.prop(q, 'shutdown_timeout'));
     const done = this.locked(q, async () => {
       const rt = this.runtimeRow(q);
       if (!rt) return;
+      const backend = this.backendOf(rt);
       this.d.collection.write(() => this.d.collection.store.putRuntime({ ...rt, state: 'stopping' }));
       this.d.events.emit(name, 'domain-pre-shutdown');
       const agent = this.agents.get(q.uuid);
       if (agent?.connected) await agent.shutdown(timeoutS).catch(() => undefined);
-      else await this.d.backend.signal(rt.runtimeId, 'SIGTERM').catch(() => undefined);
-      if (!(await this.waitStopped(rt.runtimeId, timeoutS * 1000))) {
+      else await backend?.signal(rt.runtimeId, 'SIGTERM').catch(() => undefined);
+      if (backend && !(await waitStopped(backend, rt.runtimeId, timeoutS * 1000))) {
         this.d.log.warn(`${name}: did not stop within ${timeoutS} s, killing it`);
-        await this.d.backend.signal(rt.runtimeId, 'SIGKILL').catch(() => undefined);
-        await this.waitStopped(rt.runtimeId, 10_000);
+        await backend.signal(rt.runtimeId, 'SIGKILL').catch(() => undefined);
+        await waitStopped(backend, rt.runtimeId, 10_000);
       }
       const failed = await this.finishStop(q, null);
       // Halted either way; the caller who waited learns that its changes are not committed yet.
@@ -200,6 +232,12 @@ export class Lifecycle {
     else done.catch((e: Error) => this.d.log.error(`${name}: shutdown: ${e.message}`));
   }
 
+  /** Running qubes whose netvm is q (Qubes' connected_vms that run). */
+  private connectedRunning(q: QubeRecord): string[] {
+    const col = this.d.collection;
+    return col.all().filter((o) => o !== q && o.klass !== 'AdminVM' && col.prop(o, 'netvm') === q.name && col.powerState(o) !== 'Halted').map((o) => o.name);
+  }
+
   async kill(name: string): Promise<void> {
     const q = this.d.collection.get(name);
     if (q.klass === 'AdminVM') throw new QubesError('QubesVMError', 'dom0 cannot be killed');
@@ -207,8 +245,11 @@ export class Lifecycle {
     await this.locked(q, async () => {
       const rt = this.runtimeRow(q);
       if (!rt) return;
-      await this.d.backend.signal(rt.runtimeId, 'SIGKILL').catch(() => undefined);
-      await this.waitStopped(rt.runtimeId, 10_000);
+      const backend = this.backendOf(rt);
+      if (backend) {
+        await backend.signal(rt.runtimeId, 'SIGKILL').catch(() => undefined);
+        await waitStopped(backend, rt.runtimeId, 10_000);
+      }
       await this.finishStop(q, null);
     });
   }
@@ -217,40 +258,17 @@ export class Lifecycle {
     return this.d.collection.store.runtimes().find((r) => r.qid === q.qid);
   }
 
-  private async waitStopped(id: string, ms: number): Promise<boolean> {
-    const until = Date.now() + ms;
-    for (;;) {
-      const st = await this.d.backend.state(id);
-      if (!st || st.status === 'stopped') return true;
-      if (Date.now() > until) return false;
-      await sleep(50);
-    }
-  }
-
   /**
-   * After the runtime stopped: commit or discard volumes, forget the runtime. Caller holds the lock.
-   * Never throws for the volumes: a failed commit keeps the changes (committed at the next start),
-   * the qube is Halted, and the reason is recorded. Resolves to that reason, or null.
+   * After the runtime stopped: every step undone (volumes committed or discarded), the runtime
+   * forgotten. Caller holds the lock. Never throws for the volumes: a failed commit keeps the changes
+   * (committed at the next start), the qube is Halted, and the reason is recorded. Resolves to it, or null.
    */
   private async finishStop(q: QubeRecord, unexpected: string | null): Promise<string | null> {
-    const { collection: col, log } = this.d;
     const rt = this.runtimeRow(q);
     if (!rt) return null;
-    const commit = rt.state !== 'starting';
-    const agent = this.agents.get(q.uuid);
-    this.agents.delete(q.uuid);
-    await agent?.close().catch(() => undefined);
-    await this.d.backend.destroy(rt.runtimeId).catch((e: Error) => log.error(`${q.name}: ${e.message}`));
-    const failed = await this.d.pool.stop(this.volumesOf(q), this.ids(q), commit)
-      .then(() => null, (e: unknown) => inertReason(errorText(e)));
-    const reason = [unexpected, failed].filter(Boolean).join('; ') || null;
-    col.write(() => {
-      col.store.deleteRuntime(q.qid);
-      if (reason) col.store.setLastError(q.qid, reason);
-    });
-    if (reason) log.error(`${q.name}: ${reason}`);
-    else log.info(`${q.name}: halted`);
+    const failed = await this.finishRun(q, rt, unexpected);
     await this.maybeSquash(q);
+    const reason = [unexpected, failed].filter(Boolean).join('; ');
     this.d.events.emit(q.name, 'domain-shutdown', reason ? { reason } : {});
     return failed;
   }
@@ -272,7 +290,7 @@ export class Lifecycle {
     await this.locked(q, async () => {
       const rt = this.runtimeRow(q);
       if (!rt || rt.state === 'starting') return;
-      const st = await this.d.backend.state(rt.runtimeId);
+      const st = await this.backendOf(rt)?.state(rt.runtimeId);
       if (st && st.status !== 'stopped') return;
       const why = rt.state === 'stopping' ? null : await deathReason(this.d.config, rt.runtimeId);
       await this.finishStop(q, why);
@@ -298,12 +316,16 @@ export class Lifecycle {
   private async sweep(): Promise<void> {
     const rows = this.d.collection.store.runtimes().filter((r) => r.state !== 'starting');
     if (rows.length === 0) return;
-    const listed = await this.d.backend.list().catch(() => undefined);
-    if (!listed) return;
-    const alive = new Set(listed.filter((i) => i.status !== 'stopped').map((i) => i.id));
-    for (const rt of rows) {
-      const q = this.d.collection.byQid(rt.qid);
-      if (q && !alive.has(rt.runtimeId)) await this.checkStopped(q.name).catch(() => undefined);
+    for (const backend of this.d.backends.all()) {
+      const mine = rows.filter((r) => r.backend === backend.virtMode);
+      if (mine.length === 0) continue;
+      const listed = await backend.list().catch(() => undefined);
+      if (!listed) continue;
+      const alive = new Set(listed.filter((i) => i.status !== 'stopped').map((i) => i.id));
+      for (const rt of mine) {
+        const q = this.d.collection.byQid(rt.qid);
+        if (q && !alive.has(rt.runtimeId)) await this.checkStopped(q.name).catch(() => undefined);
+      }
     }
   }
 
@@ -312,45 +334,16 @@ export class Lifecycle {
   }
 }
 
-/**
- * /rw/home is bound at /home by the runtime, on the host side. The qube controls its private volume,
- * so anything there but a real directory (a symlink to the host's /etc, say) is moved aside and
- * replaced: following it would chown or bind-mount a host path.
- */
-export async function ensurePrivateHome(privateDir: string, owner: number): Promise<void> {
-  const home = path.join(privateDir, 'home');
-  const st = await fs.lstat(home).catch(() => undefined);
-  if (st?.isDirectory()) return;
-  if (st) await fs.rename(home, path.join(privateDir, `home.not-a-directory-${Date.now()}`));
-  await fs.mkdir(home, { mode: 0o755 });
-  await fs.lchown(home, owner, owner);
-}
-
-export async function ensureOwnedDir(dir: string, owner: number, mode: number): Promise<void> {
-  await fs.mkdir(dir, { recursive: true });
-  await fs.chown(dir, owner, owner);
-  await fs.chmod(dir, mode);
+async function waitStopped(backend: Backend, id: string, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const st = await backend.state(id);
+    if (!st || st.status === 'stopped') return true;
+    if (Date.now() > until) return false;
+    await sleep(50);
+  }
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-interface HelloWait {
-  promise: Promise<void>;
-  settled: boolean;
-}
-
-function waitForHello(agent: AgentListener, ms: number, name: string): HelloWait {
-  const w: HelloWait = { settled: false, promise: Promise.resolve() };
-  w.promise = new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`the agent of ${name} did not connect within ${ms / 1000} s`)), ms);
-    agent.once('hello', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  }).finally(() => {
-    w.settled = true;
-  });
-  return w;
 }

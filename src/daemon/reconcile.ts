@@ -1,49 +1,41 @@
-// After an isolad restart (clean or kill -9): make the store agree with what the runtime and
-// the pool really hold. Running qubes stay Running and usable, unfinished starts become Halted,
-// and orphaned containers, mounts and half-created volumes are removed.
+// After an isolad restart (clean or kill -9): make the store agree with what the backends and the
+// pool really hold. Running qubes stay Running and usable, unfinished starts become Halted, and
+// orphaned runtimes, mounts and half-created volumes are removed. Each qube is asked of the backend
+// its runtime row names.
 
-import type { Backend } from '../core/backend';
 import type { StoragePool } from '../core/volumes';
+import type { BackendRegistry } from './backend-registry';
 import type { Collection } from './collection';
 import type { Lifecycle } from './lifecycle';
 import type { Logger } from './logger';
-import { errorText } from '../core/error-text';
-import { inertReason } from './reason-text';
 
-export async function reconcile(col: Collection, lifecycle: Lifecycle, backend: Backend, pool: StoragePool, log: Logger): Promise<void> {
-  const runtimes = col.store.runtimes();
+export async function reconcile(col: Collection, lifecycle: Lifecycle, backends: BackendRegistry, pool: StoragePool, log: Logger): Promise<void> {
   const known = new Set<string>();
-  for (const rt of runtimes) {
+  for (const rt of col.store.runtimes()) {
     const q = col.byQid(rt.qid);
     if (!q) continue;
-    known.add(rt.runtimeId);
-    const st = await backend.state(rt.runtimeId);
-    const alive = st !== undefined && st.status === 'running';
-    if (rt.state === 'running' && alive) {
+    known.add(`${rt.backend}/${rt.runtimeId}`);
+    const backend = lifecycle.backendOf(rt);
+    const st = await backend?.state(rt.runtimeId).catch(() => undefined);
+    if (backend && rt.state === 'running' && st?.status === 'running') {
       try {
-        await lifecycle.reattach(q);
+        await lifecycle.reattach(q, backend);
         log.info(`${q.name}: still running, reattached`);
         continue;
       } catch (e) {
         log.error(`${q.name}: cannot reattach (${(e as Error).message}); stopping it`);
       }
     }
-    // A start that did not finish, or a qube that stopped while isolad was away.
-    await backend.destroy(rt.runtimeId).catch(() => undefined);
-    const commit = rt.state !== 'starting';
-    // A failed commit keeps the changes (committed at the next start) and is part of the reason.
-    const failed = await pool.stop(lifecycle.volumesOf(q), lifecycle.ids(q), commit)
-      .then(() => '', (e: unknown) => `; ${inertReason(errorText(e))}`);
-    if (failed) log.error(`${q.name}: ${failed.slice(2)}`);
-    col.write(() => {
-      col.store.deleteRuntime(q.qid);
-      col.store.setLastError(q.qid, (rt.state === 'starting' ? 'start interrupted (isolad restarted)' : 'stopped while isolad was not running') + failed);
-    });
+    // A start that did not finish, or a qube that stopped while isolad was away: every step undone
+    // (a failed commit keeps the changes, committed at the next start, and is part of the reason).
+    const why = rt.state === 'starting' ? 'start interrupted (isolad restarted)' : 'stopped while isolad was not running';
+    await lifecycle.finishRun(q, rt, why);
     log.warn(`${q.name}: ${rt.state === 'starting' ? 'unfinished start rolled back' : 'found stopped'}; now Halted`);
   }
-  for (const info of await backend.list()) {
-    if (!known.has(info.id)) {
-      log.warn(`removing orphaned runtime ${info.id}`);
+  for (const backend of backends.all()) {
+    for (const info of await backend.list()) {
+      if (known.has(`${backend.virtMode}/${info.id}`)) continue;
+      log.warn(`removing orphaned runtime ${info.id} (${backend.virtMode})`);
       await backend.destroy(info.id).catch((e: Error) => log.error(e.message));
     }
   }

@@ -2,10 +2,11 @@
 // connection is the qube's identity (never a message field); tracks the agent's control connection, runs execs.
 
 import { EventEmitter } from 'events';
-import { createServer, type Server, type Socket } from 'net';
-import { chmodSync, lstatSync, statSync, unlinkSync } from 'fs';
+import type { Socket } from 'net';
 import { randomBytes } from 'crypto';
+import type { AgentChannel } from '../core/backend';
 import { QubesError } from '../core/errors';
+import { UnixSocketChannel, type UnixEndpoint } from './unix-channel';
 import { FramedSocket, type Frame } from './frame-reader';
 import { ExecSession } from './client';
 import { finishConnection } from './connection-end';
@@ -20,7 +21,9 @@ import {
 export { ExecSession };
 
 export interface AgentListenerOptions {
-  socketPath: string;
+  /** The qube's channel, as its backend made it; or, for a plain unix socket pair, socketPath and clientSocketPath. */
+  channel?: AgentChannel;
+  socketPath?: string;
   /**
    * Where the qube's own programs (qrexec-client-vm, qvm-copy) call services: this socket takes client
    * connections only, so no user of the qube can speak for its agent; the qube is the same as socketPath's.
@@ -68,10 +71,8 @@ interface Pending {
   via: FramedSocket;
 }
 
-interface Listening { server: Server; path: string; ino: number }
-
 export class AgentListener extends EventEmitter {
-  private readonly listening: Listening[] = [];
+  private readonly channel: AgentChannel;
   private control: FramedSocket | null = null;
   private lastHello: Hello | null = null;
   private readonly pending = new Map<number, Pending>();
@@ -88,8 +89,9 @@ export class AgentListener extends EventEmitter {
 
   constructor(private readonly opts: AgentListenerOptions) {
     super();
-    this.label = opts.name ? `qube ${opts.name}` : opts.socketPath;
+    this.label = opts.name ? `qube ${opts.name}` : opts.socketPath ?? 'agent channel';
     this.log = opts.log ?? ((line) => process.stderr.write(`isolad: ${line}\n`));
+    this.channel = opts.channel ?? unixChannel(opts, this.log);
   }
 
   get connected(): boolean {
@@ -105,26 +107,7 @@ export class AgentListener extends EventEmitter {
     // Also counts bytes held by paused connections, which no 'data' event reports.
     this.budgetTimer ??= setInterval(() => (this.flushBudget(), this.checkMemory()), 1000);
     this.budgetTimer.unref();
-    await this.listenAt(this.opts.socketPath, false);
-    if (this.opts.clientSocketPath) await this.listenAt(this.opts.clientSocketPath, true);
-  }
-
-  private async listenAt(path: string, clientsOnly: boolean): Promise<void> {
-    try {
-      if (!lstatSync(path).isSocket()) throw new QubesError('QubesException', `${path}: exists and is not a socket; remove it`);
-      unlinkSync(path); // left by an isolad that died: listen() would fail with EADDRINUSE
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    const server = createServer((s) => this.accept(s, clientsOnly));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => (server.off('error', reject), resolve()));
-    });
-    // Open to any uid: the directory around the socket is the guard (agent: 0700, the qube's root; client: the qube's mount).
-    chmodSync(path, 0o666);
-    server.on('error', (e) => this.log(`${this.label}: agent socket: ${e.message}`));
-    this.listening.push({ server, path, ino: statSync(path).ino });
+    await this.channel.listen((conn, from) => this.accept(conn, from === 'client'));
   }
 
   waitForHello(timeoutMs: number): Promise<Hello> {
@@ -201,16 +184,7 @@ export class AgentListener extends EventEmitter {
     this.pending.clear();
     this.control = null;
     for (const fs of this.conns) fs.close();
-    const all = this.listening.splice(0);
-    await Promise.all(all.map((l) => new Promise<void>((r) => l.server.close(() => r()))));
-    for (const l of all) {
-      try {
-        // Only our own socket: a newer listener may already have replaced it at the same path.
-        if (statSync(l.path).ino === l.ino) unlinkSync(l.path);
-      } catch {
-        /* already gone */
-      }
-    }
+    await this.channel.close();
   }
 
   private newRequestId(): number {
@@ -276,9 +250,9 @@ export class AgentListener extends EventEmitter {
   }
 
   private limitedLog(kind: string, line: string): void {
-    const { write, suppressed } = this.budget.admit(this.opts.name ?? this.opts.socketPath, kind, Date.now());
+    const { write, suppressed } = this.budget.admit(this.opts.name ?? this.label, kind, Date.now());
     if (!write) return;
-    if (suppressed) this.log(suppressedLine({ qube: this.opts.name ?? this.opts.socketPath, kind, count: suppressed }));
+    if (suppressed) this.log(suppressedLine({ qube: this.opts.name ?? this.label, kind, count: suppressed }));
     this.log(line);
   }
 
@@ -361,4 +335,11 @@ export class AgentListener extends EventEmitter {
       req.resolve(new ExecSession(id, fs, this.log, this.label));
     };
   }
+}
+
+function unixChannel(opts: AgentListenerOptions, log: (line: string) => void): AgentChannel {
+  if (!opts.socketPath) throw new Error('AgentListener needs a channel or a socketPath');
+  const ends: UnixEndpoint[] = [{ path: opts.socketPath, endpoint: 'agent' }];
+  if (opts.clientSocketPath) ends.push({ path: opts.clientSocketPath, endpoint: 'client' as const });
+  return new UnixSocketChannel(ends, (line) => log(`agent socket: ${line}`));
 }

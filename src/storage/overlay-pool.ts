@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { VolumeForm } from '../core/backend';
 import type { IdRange, QubeVolumes, Revision, StartedVolumes, StoragePool, VolumeName, VolumeUsage } from '../core/volumes';
 import { volumeLayout } from '../core/volumes';
 import { unshiftTree } from './id-shift';
@@ -132,7 +133,8 @@ export class OverlayPool implements StoragePool {
     await collectGarbage(this.layers(dstUuid, dstVol));
   }
 
-  async start(q: QubeVolumes, ids: IdRange): Promise<StartedVolumes> {
+  async start(q: QubeVolumes, ids: IdRange, form: VolumeForm = 'tree'): Promise<StartedVolumes> {
+    if (form !== 'tree') throw new Error(`pool ${this.name} (${this.driver}) gives volumes as mounted trees only, not as ${form}s`);
     const rd = this.runDir(q.uuid);
     await this.cleanupMounts(q.uuid);
     await fs.mkdir(rd, { recursive: true, mode: 0o700 });
@@ -154,7 +156,12 @@ export class OverlayPool implements StoragePool {
           : this.mountOrigin(q.uuid, 'root', rd, 'root', ids, warnings),
         this.mountOrigin(q.uuid, 'private', rd, 'private', ids, warnings),
       ]);
-      return { rootfs: path.join(rd, 'root'), privateDir: path.join(rd, 'private'), rootRevision, ...(warnings.length ? { warnings } : {}) };
+      return {
+        root: { name: 'root', readonly: false, tree: path.join(rd, 'root') },
+        private: { name: 'private', readonly: false, tree: path.join(rd, 'private') },
+        rootRevision,
+        ...(warnings.length ? { warnings } : {}),
+      };
     } catch (e) {
       await this.cleanupMounts(q.uuid);
       throw e;

@@ -1,12 +1,13 @@
-// Conformance suite every isolation Backend must pass (sandbox now, vm later): lifecycle, and that
-// a qube sees only itself — its hostname, its uids, its network, its processes, its files.
+// Conformance suite every isolation Backend must pass (sandbox now, vm later): lifecycle, the agent
+// channel, and that a qube sees only itself — its hostname, its uids, its network, its processes, its files.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { Backend, QubeRuntimeSpec, RuntimeInfo } from '../../src/core/backend';
+import type { Backend, QubeLaunch, RuntimeInfo } from '../../src/core/backend';
+import { AgentListener, type ExecSession } from '../../src/qrexec/agent-link';
 
 export interface ExecResult {
   code: number;
@@ -33,21 +34,24 @@ export interface ConformanceOptions {
 }
 
 /**
- * `makeSpec(name, variant)` returns a complete spec for a qube named `name`; different variants
- * must get different uidBase ranges and rootfs copies. init must keep running and exit on SIGTERM.
+ * `makeLaunch(name, variant)` returns a complete launch for a qube named `name`; different variants
+ * must get different uid ranges and volume copies, and a guestLib holding the real agent (the qube's
+ * init: it keeps running and exits on SIGTERM). `variant` 9 gets a guestLib without the agent.
  */
 export function runBackendConformance(
   name: string,
   makeBackend: () => Promise<ConformanceHarness>,
-  makeSpec: (name: string, variant: number) => Promise<QubeRuntimeSpec>,
+  makeLaunch: (name: string, variant: number) => Promise<QubeLaunch>,
   options: ConformanceOptions = {},
 ): void {
   const sharedKernel = options.sharedKernel ?? true;
   describe(`backend conformance: ${name}`, { skip: options.skip ?? false }, () => {
     let h: ConformanceHarness | undefined;
     const started = new Set<string>();
-    let a: QubeRuntimeSpec;
-    let b: QubeRuntimeSpec;
+    let a: QubeLaunch;
+    let b: QubeLaunch;
+    let agentA: AgentListener;
+    const agents: AgentListener[] = [];
     let infoA: RuntimeInfo;
     let infoB: RuntimeInfo;
     let hostDir = '';
@@ -57,22 +61,34 @@ export function runBackendConformance(
       return h;
     };
     const sh = async (id: string, script: string): Promise<ExecResult> => harness().exec(id, ['/bin/sh', '-c', script]);
-    const start = async (spec: QubeRuntimeSpec): Promise<RuntimeInfo> => {
-      started.add(spec.id);
-      return harness().backend.start(spec);
+    const uuidOf = (l: QubeLaunch) => ({ runtimeId: l.runtimeId, uuid: l.uuid, ids: l.ids });
+    /** As the lifecycle does it: the channel listens before the qube runs. */
+    const start = async (l: QubeLaunch): Promise<RuntimeInfo> => {
+      started.add(l.runtimeId);
+      await harness().backend.create(l);
+      return harness().backend.start(l.runtimeId);
+    };
+    const listen = async (l: QubeLaunch): Promise<AgentListener> => {
+      const agent = new AgentListener({ channel: await harness().backend.channel(uuidOf(l)), name: l.name, log: () => undefined });
+      await agent.listen();
+      agents.push(agent);
+      return agent;
     };
 
     before(async () => {
       h = await makeBackend();
       hostDir = fs.mkdtempSync(path.join(os.tmpdir(), 'isola-conf-host-'));
-      a = await makeSpec('conf-a', 0);
-      b = await makeSpec('conf-b', 1);
+      a = await makeLaunch('conf-a', 0);
+      b = await makeLaunch('conf-b', 1);
+      agentA = await listen(a);
+      await listen(b);
       infoA = await start(a);
       infoB = await start(b);
     });
 
     after(async () => {
       const errors: string[] = [];
+      for (const agent of agents) await agent.close().catch((err: Error) => errors.push(err.message));
       for (const id of started) {
         await h?.backend.destroy(id).catch((err: Error) => errors.push(err.message));
       }
@@ -82,37 +98,63 @@ export function runBackendConformance(
     });
 
     test('start resolves running with a pid, and state agrees', async () => {
-      assert.equal(infoA.id, a.id);
+      assert.equal(infoA.id, a.runtimeId);
       assert.equal(infoA.status, 'running');
       assert.ok(infoA.pid > 0);
-      const st = await harness().backend.state(a.id);
-      assert.deepEqual(st, { id: a.id, status: 'running', pid: infoA.pid });
+      const st = await harness().backend.state(a.runtimeId);
+      assert.deepEqual(st, { id: a.runtimeId, status: 'running', pid: infoA.pid });
+    });
+
+    test('the agent says hello over the backend\'s channel and runs commands as the qube\'s users', async () => {
+      const hello = await agentA.waitForHello(30_000);
+      assert.match(hello.ident, /^isola-agent\//);
+      const session = await agentA.exec('root', 'echo "$(id -u) $(cat /proc/sys/kernel/hostname)"; echo err >&2; exit 7');
+      const out = await collect(session);
+      assert.equal(out.stdout.toString(), `0 ${a.name}\n`);
+      assert.equal(out.stderr.toString(), 'err\n');
+      assert.equal(out.exitCode, 7);
+    });
+
+    test('the channel is the qube\'s identity: a second qube\'s agent never reaches the first one\'s listener', async () => {
+      const bAgent = agents[1];
+      await bAgent.waitForHello(30_000);
+      const out = await collect(await bAgent.exec('root', 'cat /proc/sys/kernel/hostname'));
+      assert.equal(out.stdout.toString(), `${b.name}\n`);
+      assert.notEqual(agentA, bAgent);
+    });
+
+    test('the qube\'s root cannot swap its channel endpoints, and the channel keeps working (channel-endpoint-swap)', async () => {
+      const r = await sh(a.runtimeId, 'for f in /run/isola/agent.sock /run/qubes/qrexec-client.sock; do rm -f $f && echo "removed $f"; ln -sf /etc/passwd $f 2>/dev/null && echo "replaced $f"; done; true');
+      assert.doesNotMatch(r.stdout, /removed|replaced/, r.stdout);
+      await agentA.ping();
+      const out = await collect(await agentA.exec('root', 'true'));
+      assert.equal(out.exitCode, 0);
     });
 
     test('hostname inside is the qube name', async () => {
-      const r = await sh(a.id, 'cat /proc/sys/kernel/hostname');
-      assert.equal(r.stdout.trim(), a.hostname);
+      const r = await sh(a.runtimeId, 'cat /proc/sys/kernel/hostname');
+      assert.equal(r.stdout.trim(), a.name);
     });
 
     test('root inside is uidBase on the host', { skip: !sharedKernel && 'not a shared kernel' }, async () => {
-      assert.equal((await sh(a.id, 'id -u')).stdout.trim(), '0');
+      assert.equal((await sh(a.runtimeId, 'id -u')).stdout.trim(), '0');
       const status = fs.readFileSync(`/proc/${infoA.pid}/status`, 'utf8');
       const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1].split(/\s+/).map(Number);
       const gids = /^Gid:\s+(.*)$/m.exec(status)?.[1].split(/\s+/).map(Number);
-      assert.deepEqual(uids, [a.uidBase, a.uidBase, a.uidBase, a.uidBase]);
-      assert.deepEqual(gids, [a.uidBase, a.uidBase, a.uidBase, a.uidBase]);
+      assert.deepEqual(uids, [a.ids.base, a.ids.base, a.ids.base, a.ids.base]);
+      assert.deepEqual(gids, [a.ids.base, a.ids.base, a.ids.base, a.ids.base]);
       const map = fs.readFileSync(`/proc/${infoA.pid}/uid_map`, 'utf8').trim().split(/\s+/).map(Number);
-      assert.deepEqual(map, [0, a.uidBase, a.uidCount]);
+      assert.deepEqual(map, [0, a.ids.base, a.ids.count]);
     });
 
     test('only the loopback interface exists', async () => {
-      const r = await sh(a.id, 'cat /proc/net/dev');
+      const r = await sh(a.runtimeId, 'cat /proc/net/dev');
       const ifaces = r.stdout.split('\n').slice(2).map((l) => l.split(':')[0].trim()).filter(Boolean);
       assert.deepEqual(ifaces, ['lo']);
     });
 
     test('host processes are invisible', async () => {
-      const r = await sh(a.id, 'for p in /proc/[0-9]*; do echo "${p#/proc/} $(tr "\\0" " " < $p/cmdline)"; done');
+      const r = await sh(a.runtimeId, 'for p in /proc/[0-9]*; do echo "${p#/proc/} $(tr "\\0" " " < $p/cmdline)"; done');
       const procs = r.stdout.trim().split('\n').filter(Boolean);
       assert.ok(procs.length > 0 && procs.length < 10, `pids seen inside: ${procs.length}\n${r.stdout}`);
       assert.ok(procs.some((l) => l.startsWith('1 ')), 'the qube has its own pid 1');
@@ -122,9 +164,9 @@ export function runBackendConformance(
     });
 
     test('seccomp filter is on in every process; no new namespaces', { skip: !sharedKernel && 'not a shared kernel' }, async () => {
-      const r = await sh(a.id, 'grep -E "^Seccomp:" /proc/self/status /proc/1/status');
+      const r = await sh(a.runtimeId, 'grep -E "^Seccomp:" /proc/self/status /proc/1/status');
       for (const f of ['/proc/self/status', '/proc/1/status']) assert.match(r.stdout, new RegExp(`${f}:Seccomp:\\s+2`));
-      const ns = await sh(a.id, 'unshare -U true; echo "user=$?"; unshare -n true; echo "net=$?"; unshare -m true; echo "mnt=$?"');
+      const ns = await sh(a.runtimeId, 'unshare -U true; echo "user=$?"; unshare -n true; echo "net=$?"; unshare -m true; echo "mnt=$?"');
       assert.doesNotMatch(ns.stdout, /=0\b/, `a namespace could be created inside:\n${ns.stdout}`);
       const host = fs.readFileSync(`/proc/${infoA.pid}/status`, 'utf8');
       assert.match(host, /^Seccomp:\s+2$/m);
@@ -133,7 +175,7 @@ export function runBackendConformance(
     test('host sysctls and sysrq cannot be written', async () => {
       const before = fs.readFileSync('/proc/sys/kernel/hostname', 'utf8');
       for (const file of ['/proc/sys/kernel/hostname', '/proc/sys/vm/drop_caches', '/proc/sys/kernel/panic', '/proc/sysrq-trigger']) {
-        const r = await sh(a.id, `echo 1 > ${file}`);
+        const r = await sh(a.runtimeId, `echo 1 > ${file}`);
         assert.notEqual(r.code, 0, `${file} was writable`);
       }
       assert.equal(fs.readFileSync('/proc/sys/kernel/hostname', 'utf8'), before);
@@ -141,10 +183,10 @@ export function runBackendConformance(
 
     test('no host block, kvm or memory devices', async () => {
       for (const dev of ['/dev/kvm', '/dev/vda', '/dev/sda', '/dev/nvme0n1', '/dev/mem', '/dev/kmem', '/dev/port']) {
-        const r = await sh(a.id, `test -e ${dev}`);
+        const r = await sh(a.runtimeId, `test -e ${dev}`);
         assert.notEqual(r.code, 0, `${dev} exists inside`);
       }
-      const r = await sh(a.id, 'ls /dev');
+      const r = await sh(a.runtimeId, 'ls /dev');
       assert.ok(!/\b(kvm|vd[a-z]|sd[a-z]|nvme|loop\d|mem)\b/.test(r.stdout), r.stdout);
     });
 
@@ -152,46 +194,46 @@ export function runBackendConformance(
       const secret = path.join(hostDir, 'secret.txt');
       fs.writeFileSync(secret, 'host-secret-7f3c\n', { mode: 0o644 });
       fs.chmodSync(hostDir, 0o755);
-      const r = await sh(a.id, `cat ${secret}; cat /proc/1/root${secret}; grep -rs host-secret-7f3c /tmp /root /etc`);
+      const r = await sh(a.runtimeId, `cat ${secret}; cat /proc/1/root${secret}; grep -rs host-secret-7f3c /tmp /root /etc`);
       assert.ok(!r.stdout.includes('host-secret-7f3c'), r.stdout);
     });
 
     test('memory limit is enforced', async () => {
-      const limitMiB = a.maxmemMiB === 0 ? a.memoryMiB : a.maxmemMiB;
+      const limitMiB = a.limits.maxmemMiB === 0 ? a.limits.memoryMiB : a.limits.maxmemMiB;
       if (sharedKernel) {
-        const r = await sh(a.id, 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max');
+        const r = await sh(a.runtimeId, 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max');
         assert.equal(Number(r.stdout.trim()), limitMiB * 1024 * 1024);
       }
       // dd's buffer is one block: touching twice the limit must get it killed, not the host.
-      const r = await sh(a.id, `dd if=/dev/zero of=/dev/null bs=${limitMiB * 2}M count=1 2>&1; echo "rc=$?"`);
+      const r = await sh(a.runtimeId, `dd if=/dev/zero of=/dev/null bs=${limitMiB * 2}M count=1 2>&1; echo "rc=$?"`);
       assert.ok(r.code !== 0 || !/rc=0\b/.test(r.stdout), `allocating ${limitMiB * 2} MiB worked:\n${r.stdout}`);
-      assert.equal((await harness().backend.state(a.id))?.status, 'running', 'init survived the OOM');
+      assert.equal((await harness().backend.state(a.runtimeId))?.status, 'running', 'init survived the OOM');
     });
 
     test('list shows both qubes', async () => {
       const ids = (await harness().backend.list()).map((i) => i.id);
-      assert.ok(ids.includes(a.id) && ids.includes(b.id), ids.join(','));
+      assert.ok(ids.includes(a.runtimeId) && ids.includes(b.runtimeId), ids.join(','));
     });
 
     test('pids() returns the host pids of the qube', async () => {
-      const pids = await harness().backend.pids(a.id);
+      const pids = await harness().backend.pids(a.runtimeId);
       assert.ok(pids.includes(infoA.pid), `${pids} lacks init ${infoA.pid}`);
       if (sharedKernel) {
         for (const pid of pids) {
           const st = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-          assert.match(st, new RegExp(`^Uid:\\s+${a.uidBase}\\s`, 'm'));
+          assert.match(st, new RegExp(`^Uid:\\s+${a.ids.base}\\s`, 'm'));
         }
       }
     });
 
     test('two qubes with different uid ranges cannot see each other', async () => {
-      assert.notEqual(a.uidBase, b.uidBase);
-      assert.ok(a.uidBase + a.uidCount <= b.uidBase || b.uidBase + b.uidCount <= a.uidBase, 'uid ranges overlap');
-      await sh(b.id, 'echo b-private-91d2 > /root/marker; chmod 600 /root/marker');
-      const r = await sh(a.id, 'cat /root/marker; ls /proc');
+      assert.notEqual(a.ids.base, b.ids.base);
+      assert.ok(a.ids.base + a.ids.count <= b.ids.base || b.ids.base + b.ids.count <= a.ids.base, 'uid ranges overlap');
+      await sh(b.runtimeId, 'echo b-private-91d2 > /root/marker; chmod 600 /root/marker');
+      const r = await sh(a.runtimeId, 'cat /root/marker; ls /proc');
       assert.ok(!r.stdout.includes('b-private-91d2'));
-      const pa = await harness().backend.pids(a.id);
-      const pb = await harness().backend.pids(b.id);
+      const pa = await harness().backend.pids(a.runtimeId);
+      const pb = await harness().backend.pids(b.runtimeId);
       assert.ok(pa.every((p) => !pb.includes(p)));
       assert.notEqual(infoA.pid, infoB.pid);
       if (sharedKernel) {
@@ -204,51 +246,50 @@ export function runBackendConformance(
     });
 
     test('starting an id that is running is refused and leaves it running', async () => {
-      await assert.rejects(harness().backend.start(a), (err: Error) => err.message.includes(a.id) && !err.message.includes('\n'));
-      assert.equal((await harness().backend.state(a.id))?.status, 'running');
+      await assert.rejects(harness().backend.create(a), (err: Error) => err.message.includes(a.runtimeId) && !err.message.includes('\n'));
+      assert.equal((await harness().backend.state(a.runtimeId))?.status, 'running');
     });
 
     test('a failing start names the qube and the reason in one line, and leaves nothing', async () => {
-      const bad = { ...(await makeSpec('conf-bad', 2)), init: ['/nonexistent/init'] };
-      started.add(bad.id);
-      await assert.rejects(harness().backend.start(bad), (err: Error) => {
-        assert.ok(err.message.includes(bad.id), err.message);
-        assert.match(err.message, /nonexistent\/init/);
+      const bad = await makeLaunch('conf-bad', 9);
+      await assert.rejects(start(bad), (err: Error) => {
+        assert.ok(err.message.includes(bad.runtimeId), err.message);
+        assert.match(err.message, /isola-agent/);
         assert.ok(!err.message.includes('\n'), err.message);
         return true;
       });
-      assert.equal(await harness().backend.state(bad.id), undefined);
+      assert.equal(await harness().backend.state(bad.runtimeId), undefined);
     });
 
     test('SIGTERM stops a qube and its state becomes stopped', async () => {
-      await harness().backend.signal(b.id, 'SIGTERM');
-      await waitFor(async () => (await harness().backend.state(b.id))?.status === 'stopped', 15_000, 'stopped after SIGTERM');
-      assert.deepEqual(await harness().backend.state(b.id), { id: b.id, status: 'stopped', pid: 0 });
-      await harness().backend.signal(b.id, 'SIGKILL'); // a stopped qube: no error
+      await harness().backend.signal(b.runtimeId, 'SIGTERM');
+      await waitFor(async () => (await harness().backend.state(b.runtimeId))?.status === 'stopped', 15_000, 'stopped after SIGTERM');
+      assert.deepEqual(await harness().backend.state(b.runtimeId), { id: b.runtimeId, status: 'stopped', pid: 0 });
+      await harness().backend.signal(b.runtimeId, 'SIGKILL'); // a stopped qube: no error
     });
 
     test('SIGKILL stops a qube', async () => {
-      await harness().backend.signal(a.id, 'SIGKILL');
-      await waitFor(async () => (await harness().backend.state(a.id))?.status === 'stopped', 15_000, 'stopped after SIGKILL');
+      await harness().backend.signal(a.runtimeId, 'SIGKILL');
+      await waitFor(async () => (await harness().backend.state(a.runtimeId))?.status === 'stopped', 15_000, 'stopped after SIGKILL');
       if (sharedKernel) assert.ok(isDead(infoA.pid), `init ${infoA.pid} still alive`);
     });
 
     test('destroy is idempotent and forgets the qube', async () => {
-      for (const id of [a.id, b.id]) {
+      for (const id of [a.runtimeId, b.runtimeId]) {
         await harness().backend.destroy(id);
         await harness().backend.destroy(id);
         assert.equal(await harness().backend.state(id), undefined);
       }
       const ids = (await harness().backend.list()).map((i) => i.id);
-      assert.ok(!ids.includes(a.id) && !ids.includes(b.id));
+      assert.ok(!ids.includes(a.runtimeId) && !ids.includes(b.runtimeId));
       await harness().backend.destroy('never-started-0000');
     });
 
     test('destroy force-stops a running qube', async () => {
-      const c = await makeSpec('conf-c', 3);
+      const c = await makeLaunch('conf-c', 3);
       const info = await start(c);
-      await harness().backend.destroy(c.id);
-      assert.equal(await harness().backend.state(c.id), undefined);
+      await harness().backend.destroy(c.runtimeId);
+      assert.equal(await harness().backend.state(c.runtimeId), undefined);
       if (sharedKernel) await waitFor(async () => isDead(info.pid), 5000, 'init dead after destroy');
     });
   });
@@ -271,4 +312,16 @@ async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: st
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.fail(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+}
+
+/** Runs a session with no input to its end: its output and exit code. */
+async function collect(session: ExecSession): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
+  session.stdin.end();
+  const read = async (r: NodeJS.ReadableStream) => {
+    const parts: Buffer[] = [];
+    for await (const c of r) parts.push(c as Buffer);
+    return Buffer.concat(parts);
+  };
+  const [stdout, stderr, exitCode] = await Promise.all([read(session.stdout), read(session.stderr), session.exit]);
+  return { stdout, stderr, exitCode };
 }

@@ -139,17 +139,17 @@ describe('hostile trees in the pool and the tree helper', { skip, concurrency: f
     await pool.importRoot(q, async (dir) => void mkdirSync(path.join(dir, 'etc')));
     for (let i = 0; i < 26; i++) {
       const v = await pool.start(q, ids);
-      if (i === 0) sh(`${deepChain('.')}; cd '${v.privateDir}' && touch "$(printf 'x\\377')" && chown -R -h ${ids.base} .`, v.privateDir);
-      writeFileSync(path.join(v.privateDir, `f${i}`), String(i));
+      if (i === 0) sh(`${deepChain('.')}; cd '${v.private.tree!}' && touch "$(printf 'x\\377')" && chown -R -h ${ids.base} .`, v.private.tree!);
+      writeFileSync(path.join(v.private.tree!, `f${i}`), String(i));
       await pool.stop(q, ids, true);
     }
     assert.ok(await pool.squashIfDeep(q.uuid, 'private'));
     const layers = readdirSync(path.join(home, 'pool', q.uuid, 'private', 'layers'));
     assert.equal(layers.length, 1);
     const v = await pool.start(q, ids);
-    assert.equal(sh(deepChain('.', true), v.privateDir).toString(), 'deep-content');
-    assert.ok(readdirSync(v.privateDir, { encoding: 'buffer' }).some((n) => n.equals(Buffer.from([0x78, 0xff]))));
-    assert.equal(lstatSync(path.join(v.privateDir, 'f25')).uid, ids.base);
+    assert.equal(sh(deepChain('.', true), v.private.tree!).toString(), 'deep-content');
+    assert.ok(readdirSync(v.private.tree!, { encoding: 'buffer' }).some((n) => n.equals(Buffer.from([0x78, 0xff]))));
+    assert.equal(lstatSync(path.join(v.private.tree!, 'f25')).uid, ids.base);
     await pool.stop(q, ids, false);
     await pool.remove(q.uuid);
   });
@@ -160,7 +160,7 @@ describe('hostile trees in the pool and the tree helper', { skip, concurrency: f
     await pool.create(q, {});
     await pool.importRoot(q, async (dir) => void mkdirSync(path.join(dir, 'etc')));
     const v = await pool.start(q, ids);
-    writeFileSync(path.join(v.privateDir, 'precious'), 'precious');
+    writeFileSync(path.join(v.private.tree!, 'precious'), 'precious');
     process.env.ISOLA_TREE_HELPER = '/bin/false';
     try {
       await assert.rejects(pool.stop(q, ids, true), /commit failed \(the changes are kept\)/);
@@ -172,7 +172,7 @@ describe('hostile trees in the pool and the tree helper', { skip, concurrency: f
     }
     const ok = await pool.start(q, ids);
     assert.equal(ok.warnings, undefined);
-    assert.equal(readFileSync(path.join(ok.privateDir, 'precious'), 'utf8'), 'precious');
+    assert.equal(readFileSync(path.join(ok.private.tree!, 'precious'), 'utf8'), 'precious');
     await pool.stop(q, ids, true);
     await pool.remove(q.uuid);
   });

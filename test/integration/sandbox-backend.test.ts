@@ -5,7 +5,7 @@ import { execFile } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { QubeRuntimeSpec } from '../../src/core/backend';
+import type { QubeLaunch } from '../../src/core/backend';
 import { probeOciRuntime, removeCgroupParent, RuncBackend } from '../../src/backends/sandbox';
 import { runBackendConformance, type ConformanceHarness, type ExecResult } from './backend.case';
 import { buildTinyRootfs, ensureStaticBusybox } from './fixtures/tiny-rootfs';
@@ -57,7 +57,12 @@ runBackendConformance(
     // The qube's root is an unprivileged host uid: it must be able to walk down to its rootfs.
     fs.chmodSync(tmp, 0o711);
     const stateRoot = path.join(tmp, 'state');
-    const backend = new RuncBackend({ runtimePath: probe.runtime, stateRoot, bundleRoot: path.join(tmp, 'bundles') });
+    const agentRoot = path.join(tmp, 'agent');
+    fs.mkdirSync(agentRoot, { mode: 0o711 });
+    fs.chmodSync(agentRoot, 0o711);
+    const backend = new RuncBackend({
+      runtimePath: probe.runtime, stateRoot, bundleRoot: path.join(tmp, 'bundles'), agentRoot, cgroupParent: `isola-test-${tag}`,
+    });
     return {
       backend,
       exec: (id, argv) => execIn(probe.runtime, stateRoot, id, argv),
@@ -76,26 +81,29 @@ runBackendConformance(
       },
     };
   },
-  async (name: string, variant: number): Promise<QubeRuntimeSpec> => {
+  async (name: string, variant: number): Promise<QubeLaunch> => {
     if ('skip' in probe) throw new Error(probe.skip);
     const base = uidBase + variant * UID_COUNT;
-    const rootfs = buildTinyRootfs(path.join(tmp, `rootfs-${name}`), base, probe.busybox);
+    const root = buildTinyRootfs(path.join(tmp, `rootfs-${name}`), base, probe.busybox);
+    const priv = path.join(tmp, `private-${name}`);
+    fs.mkdirSync(priv, { recursive: true });
+    fs.chownSync(priv, base, base);
+    // The guest library as isolad gives it (the build's in-qube programs); variant 9 lacks the agent.
+    let guestLib = path.resolve(__dirname, '../../qube');
+    if (variant === 9) {
+      guestLib = path.join(tmp, 'empty-lib');
+      fs.mkdirSync(guestLib, { recursive: true });
+    }
     return {
-      id: `${name}-${tag}`,
-      hostname: name,
-      rootfs,
-      mounts: [],
-      uidBase: base,
-      uidCount: UID_COUNT,
-      memoryMiB: 32,
-      maxmemMiB: 64,
-      vcpus: 1,
-      pidsLimit: 64,
-      // pid 1 ignores signals it has no handler for, so the trap is what makes SIGTERM a shutdown.
-      init: ['/bin/sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1 & wait $!; done'],
-      env: ['HOME=/root'],
+      runtimeId: `${name}-${tag}`,
+      name,
+      uuid: `${name}-${tag}-uuid`,
+      ids: { base, count: UID_COUNT },
+      limits: { memoryMiB: 32, maxmemMiB: 64, vcpus: 1, pidsLimit: 64 },
+      volumes: { root: { name: 'root', readonly: false, tree: root }, private: { name: 'private', readonly: false, tree: priv } },
+      guestLib,
+      agentEnv: { ISOLA_QUBE_NAME: name, ISOLA_DEFAULT_USER: 'root' },
       logFile: path.join(tmp, 'logs', `${name}.log`),
-      cgroupParent: `isola-test-${tag}`,
     };
   },
   { skip: 'skip' in probe ? probe.skip : undefined, sharedKernel: true },

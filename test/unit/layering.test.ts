@@ -16,7 +16,8 @@ const ALLOWED: Record<string, { src: string[]; external: boolean }> = {
   qrexec: { src: ['core'], external: true },
   agent: { src: ['core', 'qrexec'], external: true },
   storage: { src: ['core'], external: true },
-  backends: { src: ['core'], external: true },
+  // A backend owns its qubes' agent channel, so it may use qrexec's transports (unix sockets, the channel layer).
+  backends: { src: ['core', 'qrexec'], external: true },
   store: { src: ['core'], external: true },
   net: { src: ['core'], external: true },
   cli: { src: ['core', 'qrexec'], external: true },

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { QubeRuntimeSpec } from '../../src/core/backend';
+import type { QubeRuntimeSpec } from '../../src/backends/sandbox/sandbox-spec';
 import {
   buildOciSpec, CLONE_NAMESPACE_FLAGS, FORBIDDEN_SYSCALLS, isPureCgroupV2, MASKED_PATHS,
   probeOciRuntime, READONLY_PATHS, runcErrorLine, seccompProfile,

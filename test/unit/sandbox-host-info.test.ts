@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import type { QubeRuntimeSpec } from '../../src/core/backend';
+import type { QubeRuntimeSpec } from '../../src/backends/sandbox/sandbox-spec';
 import { buildOciSpec, seccompProfile } from '../../src/backends/sandbox';
 import { blockIdentityFiles } from '../../src/backends/sandbox/host-identity';
 import { BOOT_ID_FILE, NEUTRAL_CMDLINE, procBindHook, qubeProcFiles } from '../../src/backends/sandbox/qube-proc-files';

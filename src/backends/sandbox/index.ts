@@ -2,6 +2,7 @@
 // The daemon imports from here only; the files behind it may move.
 
 export { RuncBackend, removeCgroupParent, runcErrorLine, type RuncBackendOptions } from './runc-backend';
+export { sandboxRuntimeSpec, AGENT_IN_QUBE, GUEST_LIB, type QubeRuntimeSpec, type QubeMount } from './sandbox-spec';
 export {
   buildOciSpec, validateRuntimeSpec, cgroupsPathFor, QUBE_CAPABILITIES, MASKED_PATHS, READONLY_PATHS,
   DEFAULT_NOFILE_HARD, type OciHostOptions, type OciSpec,

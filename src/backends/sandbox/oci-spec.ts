@@ -2,7 +2,7 @@
 // Pure: no I/O, so every security-relevant choice is unit-testable and reviewable in one place.
 
 import * as path from 'path';
-import type { QubeMount, QubeRuntimeSpec } from '../../core/backend';
+import type { QubeMount, QubeRuntimeSpec } from './sandbox-spec';
 import { VIRTUAL_BLOCK_DIR } from './host-identity';
 import { procBindHook, type OciHook, type ProcFiles } from './qube-proc-files';
 import { seccompProfile, type SeccompProfile } from './seccomp-profile';

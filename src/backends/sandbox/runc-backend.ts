@@ -5,11 +5,14 @@ import { execFile, spawn } from 'child_process';
 import { randomUUID } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Backend, QubeRuntimeSpec, RuntimeInfo, RuntimeStatus } from '../../core/backend';
+import type { AgentChannel, Backend, QubeLaunch, RuntimeInfo, RuntimeStatus } from '../../core/backend';
+import type { IdRange } from '../../core/volumes';
+import { channelDirs, ensurePrivateHome, sandboxChannel } from './agent-sockets';
 import { blockIdentityFiles } from './host-identity';
 import { buildOciSpec, validateRuntimeSpec, type OciHostOptions } from './oci-spec';
 import { qubeProcFiles } from './qube-proc-files';
 import { probeOciRuntime } from './runtime-probe';
+import { sandboxRuntimeSpec, type QubeRuntimeSpec } from './sandbox-spec';
 
 export interface RuncBackendOptions {
   /** Runtime binary; probed (ISOLA_RUNTIME, then crun/runc by cgroup layout) when absent. */
@@ -18,6 +21,11 @@ export interface RuncBackendOptions {
   stateRoot: string;
   /** Where <id>/config.json bundles are written. */
   bundleRoot: string;
+  /** Where each qube's agent channel directories are made (`<uuid>/`, `<uuid>.qrexec/`). */
+  agentRoot: string;
+  /** Cgroup parent of this instance's qubes (e.g. `isola-<instance>`). */
+  cgroupParent: string;
+  log?: (line: string) => void;
   /** How long one runtime command may take before it is killed (ms). */
   commandTimeoutMs?: number;
   /** The console relay (isola-log-relay); ISOLA_LOG_RELAY or the build's dist/libexec when absent. */
@@ -129,7 +137,8 @@ function swapLimitSupported(): boolean {
 }
 
 export class RuncBackend implements Backend {
-  readonly name = 'sandbox' as const;
+  readonly virtMode = 'sandbox' as const;
+  readonly volumeForm = 'tree' as const;
   readonly runtimePath: string;
   private readonly stateRoot: string;
   private readonly bundleRoot: string;
@@ -137,8 +146,10 @@ export class RuncBackend implements Backend {
   private readonly logRelay: string;
   private readonly procBindHelper: string;
   private hostOptions?: OciHostOptions;
+  /** Created and not yet started: the console log each one's relay writes. */
+  private readonly created = new Map<string, string>();
 
-  constructor(opts: RuncBackendOptions) {
+  constructor(private readonly opts: RuncBackendOptions) {
     if (!path.isAbsolute(opts.stateRoot)) throw new Error(`runc state root ${opts.stateRoot} must be absolute`);
     if (!path.isAbsolute(opts.bundleRoot)) throw new Error(`bundle root ${opts.bundleRoot} must be absolute`);
     this.runtimePath = opts.runtimePath ?? probeOciRuntime().path;
@@ -175,8 +186,15 @@ export class RuncBackend implements Backend {
     return new Error(`qube ${id}: ${path.basename(this.runtimePath)} ${what} failed: ${runcErrorLine(res.stderr)}`);
   }
 
-  async start(spec: QubeRuntimeSpec): Promise<RuntimeInfo> {
+  channel(q: { runtimeId: string; uuid: string; ids: IdRange }): Promise<AgentChannel> {
+    return sandboxChannel(this.opts.agentRoot, q.uuid, q.ids, this.opts.log ?? (() => undefined));
+  }
+
+  /** Writes the qube's bundle after the checks runc would otherwise report obscurely; runs nothing. */
+  async create(launch: QubeLaunch): Promise<void> {
+    const spec = sandboxRuntimeSpec(launch, channelDirs(this.opts.agentRoot, launch.uuid), this.opts.cgroupParent);
     validateRuntimeSpec(spec);
+    await ensurePrivateHome(launch.volumes.private.tree!, launch.ids.base);
     preflight(spec, this.procBindHelper);
     this.hostOptions ??= { nofileHard: hardNofile(), swapLimit: swapLimitSupported() };
     // Per start: disks may have come since, and a VM gets a new boot id at each boot.
@@ -192,8 +210,6 @@ export class RuncBackend implements Backend {
 
     const bundle = this.bundleDir(spec.id);
     const configFile = path.join(bundle, 'config.json');
-    const pidFile = path.join(bundle, 'pid');
-    const runcLog = path.join(bundle, 'runtime.log');
     try {
       fs.mkdirSync(this.stateRoot, { recursive: true, mode: 0o700 });
       fs.rmSync(bundle, { recursive: true, force: true });
@@ -205,6 +221,17 @@ export class RuncBackend implements Backend {
       fs.rmSync(bundle, { recursive: true, force: true });
       throw new Error(`qube ${spec.id}: cannot prepare bundle ${bundle} or log ${spec.logFile}: ${(err as Error).message}`);
     }
+    this.created.set(spec.id, spec.logFile);
+  }
+
+  async start(id: string): Promise<RuntimeInfo> {
+    const logFile = this.created.get(id);
+    if (!logFile) throw new Error(`qube ${id}: start without create`);
+    this.created.delete(id);
+    const bundle = this.bundleDir(id);
+    const pidFile = path.join(bundle, 'pid');
+    const runcLog = path.join(bundle, 'runtime.log');
+    const spec = { id, logFile };
 
     // The detached qube inherits runc's stdio: the relay puts a pipe there (never a host file, which
     // the qube could truncate or flood), reads it with a size cap and exits with the qube. The relay
@@ -258,6 +285,7 @@ export class RuncBackend implements Backend {
   }
 
   async destroy(id: string): Promise<void> {
+    this.created.delete(id);
     const res = await this.run(['delete', '--force', id]);
     if (res.code !== 0 && !NOT_FOUND_RE.test(runcErrorLine(res.stderr))) throw this.fail(id, 'delete --force', res);
     try {

@@ -11,7 +11,7 @@ import { volumeLayout } from '../../core/volumes';
 import { buildTemplate, extractTemplate } from '../../storage/template-builder';
 import { KNOWN_TEMPLATES, TEMPLATE_FORMAT_VERSION, tarballFileName, templateKey, templateRecipe } from '../../storage/template-cache';
 import type { Handler } from '../admin-server';
-import { AGENT_IN_QUBE } from '../qube-runtime-spec';
+import { AGENT_IN_QUBE } from '../../backends/sandbox';
 import type { HandlerDeps } from './context';
 import type { TemplateMeta } from '../../core/template-meta';
 import { newQubeSizes } from '../volume-sizes';
