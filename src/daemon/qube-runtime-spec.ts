@@ -10,10 +10,8 @@ import type { IdRange, StartedVolumes } from '../core/volumes';
 import type { Collection } from './collection';
 import type { DaemonConfig } from './config';
 
-export const AGENT_IN_QUBE = '/usr/lib/isola/isola-agent.js';
-/** Node flags that keep the per-qube agent small (measured in bench/). */
-// --expose-gc lets the agent give memory back after a large transfer (it collects 1 s after one).
-export const AGENT_NODE_FLAGS = ['--max-old-space-size=16', '--max-semi-space-size=1', '--stack-size=512', '--expose-gc'];
+/** The agent (static C, src/native/agent/), also the qube's init. */
+export const AGENT_IN_QUBE = '/usr/lib/isola/isola-agent';
 
 export function runtimeId(q: QubeRecord): string {
   return `${q.name}.${q.qid}`;
@@ -60,19 +58,15 @@ export function buildRuntimeSpec(cfg: DaemonConfig, col: Collection, q: QubeReco
     maxmemMiB: maxmem,
     vcpus: Number(col.prop(q, 'vcpus')),
     pidsLimit: 4096,
-    // tini as PID 1 reaps orphans (Node cannot) and forwards SIGTERM to the agent.
-    init: ['/usr/bin/tini', '-s', '-g', '--', '/usr/bin/node', ...AGENT_NODE_FLAGS, AGENT_IN_QUBE],
+    // The agent is PID 1 itself: it reaps every orphan and handles SIGTERM.
+    init: [AGENT_IN_QUBE],
     env: [
       'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       `ISOLA_QUBE_NAME=${q.name}`,
       `ISOLA_DEFAULT_USER=${String(col.prop(q, 'default_user'))}`,
       'ISOLA_AGENT_SOCKET=/run/isola/agent.sock',
-      // The agent is PID 2 under tini, still alone in the qube's pid namespace: shutdown may kill(-1).
+      // The qube's pid namespace is the agent's alone: shutdown may kill(-1) (it would as PID 1 anyway).
       'ISOLA_SHUTDOWN_KILL_ALL=1',
-      // Large buffers go straight to mmap and back to the kernel when freed (commands don't inherit this).
-      // Above 64 KiB: the socket read buffers (exactly 64 KiB) stay on the heap, since an mmap, 16 page
-      // faults and an munmap with its TLB shootdown per read nearly doubled the agent's CPU per byte.
-      'MALLOC_MMAP_THRESHOLD_=131072',
     ],
     logFile: guestLogFile(cfg, q),
     cgroupParent: cfg.cgroupParent,
