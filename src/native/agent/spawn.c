@@ -127,7 +127,7 @@ static void child(struct launch *l, int with_stdio, const int *in, const int *ou
   if (with_stdio) {
     if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) report_and_exit(report_fd, 2);
   } else {
-    int null = open("/dev/null", O_RDWR);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) report_and_exit(report_fd, 2);
   }
   if (child_nofile_soft) {
