@@ -1,7 +1,8 @@
 /* Fuzz target for what isolad (or anything posing as it) can make the agent parse: the frame stream
  * of a control or data connection through every state, exec_params and cmdlines, service requests,
  * and the qube-written files the agent reads (rpc-config, passwd, group, hosts). Built with gcc's
- * sanitizers by fuzz-driver.c, or with clang -fsanitize=fuzzer where that exists. */
+ * sanitizers by fuzz-driver.c, or where clang exists:
+ *   clang -fsanitize=fuzzer,address fuzz-frames.c proto.c services.c users.c setup.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
