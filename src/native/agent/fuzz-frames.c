@@ -18,7 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct decoder dec;
 
-static void on_control_frame(const struct decoder *d) {
+/* d->payload is a copy of exactly d->len bytes (see frames()), so reading past the frame is caught. */
+static void on_control_frame(const struct decoder *frame, const uint8_t *payload) {
+  struct { uint32_t type, len; const uint8_t *payload; } f = {frame->type, frame->len, payload}, *d = &f;
   char err[200];
   struct exec_params p;
   struct cmdline cl;
@@ -82,7 +84,12 @@ static void frames(const uint8_t *data, size_t size) {
     if (!hello_seen) {
       struct hello h;
       CHECK(dec.type == MSG_HELLO);
-      if (parse_hello(dec.payload, dec.len, &h, err, sizeof err) != 0) return;
+      uint8_t *copy = malloc(dec.len);
+      if (!copy) return;
+      memcpy(copy, dec.payload, dec.len);
+      int bad = parse_hello(copy, dec.len, &h, err, sizeof err);
+      free(copy);
+      if (bad) return;
       CHECK(strlen(h.ident) == dec.len - HELLO_FIXED);
       hello_seen = 1;
       dec.accept = as_data ? ACCEPT_DATA : ACCEPT_CONTROL;
@@ -90,7 +97,11 @@ static void frames(const uint8_t *data, size_t size) {
       CHECK(dec.type == MSG_DATA_STDIN);
       if (dec.len == 0) dec.accept = ACCEPT_NOTHING;
     } else {
-      on_control_frame(&dec);
+      uint8_t *copy = malloc(dec.len ? dec.len : 1);
+      if (!copy) return;
+      memcpy(copy, dec.payload, dec.len);
+      on_control_frame(&dec, copy);
+      free(copy);
     }
   }
   (void)decoder_end(&dec, err, sizeof err);
@@ -132,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       struct service_request r;
       if (parse_service_request(text, size, &r) == 0) CHECK(strlen(r.source) >= 1 && strlen(r.source) <= 31);
       struct exec_params p;
-      if (parse_exec_params(data, size, &p, err, sizeof err) == 0) CHECK(utf8_valid((const uint8_t *)p.cmdline, p.cmdline_len));
+      if (parse_exec_params((const uint8_t *)text, size, &p, err, sizeof err) == 0) CHECK(utf8_valid((const uint8_t *)p.cmdline, p.cmdline_len));
       break;
     }
   }
