@@ -38,6 +38,15 @@ describe('the agent process', { skip: !haveAgent && 'build the agent first (scri
     assert.equal((await agent.run('DEFAULT', 'echo up')).out, 'up\n');
   });
 
+  test('keeps reading input a command no longer wants, and reports it once its output is drained', async () => {
+    agent = new AgentUnderTest();
+    await agent.start();
+    assert.deepEqual(await agent.run('DEFAULT', 'head -c 3', Buffer.alloc(4 << 20, 0x61)), { code: 0, out: 'aaa', err: '' });
+    assert.deepEqual(await agent.run('DEFAULT', 'exec >&-; sleep 0.2; echo late >&2; exit 3'), { code: 3, out: '', err: 'late\n' });
+    const big = await agent.run('DEFAULT', 'head -c 3000000 /dev/zero; head -c 100000 /dev/zero >&2');
+    assert.deepEqual([big.code, big.out.length, big.err.length], [0, 3_000_000, 100_000]);
+  });
+
   test('ignores SIGHUP (a closed console must not stop the qube)', async () => {
     agent = new AgentUnderTest();
     await agent.start();
