@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Compiles TypeScript, bundles the in-qube agent, builds the native helpers and writes bin/.
+# Compiles TypeScript, bundles the in-qube tools, builds the agent and the native helpers and writes bin/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf dist
 npx tsc -p tsconfig.json
-# In-qube code runs on the template's Node 18: one bundle per program, bound into qubes at /usr/lib/isola.
-npx esbuild src/agent/agent.ts --bundle --platform=node --target=node18 --log-level=warning --outfile=dist/qube/isola-agent.js
+# In-qube tools run on the template's Node 18: one bundle per program, bound into qubes at /usr/lib/isola.
 for prog in qrexec-client-vm qvm-copy qfile-unpacker qvm-open-in-vm qubes-open; do
   npx esbuild "src/agent/bin/$prog.ts" --bundle --platform=node --target=node18 --log-level=warning --outfile="dist/qube/$prog.js"
 done
@@ -21,6 +20,14 @@ gcc "${HARDENED[@]}" -pie -o dist/libexec/isola-log-relay src/native/isola-log-r
 gcc "${HARDENED[@]}" -static-pie -o dist/libexec/isola-proc-bind src/native/isola-proc-bind.c
 # Static: it runs inside qubes, whatever libc their template has.
 gcc "${HARDENED[@]}" -static-pie -o dist/qube/isola-runas src/native/isola-runas.c
+# The agent, every qube's init: static for the same reason, and small (no Node in an idle qube).
+AGENT_SOURCES=(src/native/agent/{main,conn,control,data,shutdown,setup,spawn,services,users,proto,log}.c)
+gcc "${HARDENED[@]}" -static-pie -s -o dist/qube/isola-agent "${AGENT_SOURCES[@]}"
+# The frame decoder's fuzz driver (gcc's sanitizers; clang's libFuzzer can link fuzz-frames.c alone).
+mkdir -p dist/test-native
+FUZZ_SOURCES=(src/native/agent/{fuzz-frames,fuzz-driver,proto,services,users,setup}.c)
+gcc -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+  -o dist/test-native/fuzz-frames "${FUZZ_SOURCES[@]}"
 
 COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard)
 mkdir -p bin

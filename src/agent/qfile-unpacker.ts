@@ -4,7 +4,7 @@
 import { mkdirSync } from 'fs';
 import { homedir } from 'os';
 import { unpackStream, writeResult } from './filecopy';
-import { remoteDomain } from './services';
+import { remoteDomain } from './qube-env';
 
 export async function qfileUnpacker(env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const source = remoteDomain(env);

@@ -6,8 +6,7 @@ import { randomBytes } from 'crypto';
 import { spawn } from 'child_process';
 import { createConnection, type Socket } from 'net';
 import { PassThrough, type Writable } from 'stream';
-import { EXIT_NOT_FOUND, exitCodeOf } from './exec';
-import { CLIENT_SOCKET } from './client-tools';
+import { CLIENT_SOCKET, EXIT_NOT_FOUND, exitCodeOf } from './qube-env';
 import { EXIT_QREXEC_PROBLEM, runDataSession } from '../qrexec/client';
 import {
   HEADER_SIZE, HELLO_FLAG_CLIENT, MAX_NOTICE, MAX_PAYLOAD, MSG_HELLO, MSG_SERVICE_CONNECT, MSG_SERVICE_NOTICE, MSG_SERVICE_REFUSED, MSG_TRIGGER_SERVICE3,

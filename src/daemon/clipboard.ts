@@ -3,6 +3,7 @@
 // decided by policy `qubes.ClipboardPaste` (an `ask` counts as yes: the user's paste is the answer, as
 // with Qubes' Ctrl+Shift+V), the clipboard remembers its source and is emptied after a paste.
 
+import { finished } from 'node:stream/promises';
 import { QubesError } from '../core/errors';
 import { answerAsk, evaluate } from '../policy';
 import type { HandlerDeps } from './handlers/context';
@@ -95,7 +96,9 @@ export class GlobalClipboard {
     });
     session.stderr.resume();
     session.stdin.end(input ?? undefined);
-    const code = await session.exit;
+    // The exit code can come in the same socket read as the last output (the C agent sends them together):
+    // wait for stdout's end too, or the last chunks are still on their way to the 'data' handler.
+    const [code] = await Promise.all([session.exit, finished(session.stdout).catch(() => undefined)]);
     clearTimeout(timer);
     const out = Buffer.concat(chunks);
     if (out.length > this.limit) return out;

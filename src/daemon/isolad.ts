@@ -47,7 +47,7 @@ export interface Isolad {
 
 
 /** Static binaries the build puts beside the in-qube bundles (they run in any template). */
-const QUBE_PROGRAMS = ['isola-runas'];
+const QUBE_PROGRAMS = ['isola-agent', 'isola-runas'];
 
 /**
  * Host helpers that a qube's runtime runs as the qube's (unprivileged on the host) root, before the

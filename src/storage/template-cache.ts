@@ -21,21 +21,21 @@ export interface TemplateRecipe {
 
 type KnownTemplate = Omit<TemplateRecipe, 'mirrors'>;
 
-// nodejs and tini are non-negotiable: isola-agent is a Node script, and tini reaps orphans as PID 1. The rest is what a Qubes user reaches for first.
+// nodejs is non-negotiable: the in-qube tools (qrexec-client-vm, qvm-copy, …) are Node scripts. The rest is what a Qubes user reaches for first.
 export const KNOWN_TEMPLATES: readonly KnownTemplate[] = [
   {
     name: 'debian-12',
     description: 'Debian 12 (bookworm), small but usable: sudo, procps, iproute2, ping, less, nano',
     suite: 'bookworm',
     variant: 'minbase',
-    packages: ['nodejs', 'tini', 'sudo', 'procps', 'ca-certificates', 'iproute2', 'iputils-ping', 'less', 'nano'],
+    packages: ['nodejs', 'sudo', 'procps', 'ca-certificates', 'iproute2', 'iputils-ping', 'less', 'nano'],
   },
   {
     name: 'debian-12-minimal',
     description: 'Debian 12 (bookworm), the bare minimum to run a qube',
     suite: 'bookworm',
     variant: 'minbase',
-    packages: ['nodejs', 'tini', 'sudo', 'ca-certificates'],
+    packages: ['nodejs', 'sudo', 'ca-certificates'],
   },
 ];
 

@@ -1,5 +1,6 @@
-// isolad's AgentListener against the real isola-agent bundle, run as an ordinary child process on a temp
-// socket (no container): handshake, streaming, stdin, concurrency, reconnects, hostile peers, shutdown.
+// isolad's AgentListener against the real isola-agent (the static C binary qubes get), run as an ordinary
+// child process on a temp socket (no container): handshake, streaming, stdin, concurrency, reconnects,
+// hostile peers, shutdown, and the agent as the init of a pid namespace.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,9 +9,8 @@ import { createHash } from 'crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'fs';
 import { connect, createServer, type Socket } from 'net';
 import { tmpdir, userInfo } from 'os';
-import { dirname, join } from 'path';
+import { join, resolve } from 'path';
 import { PassThrough, Readable } from 'stream';
-import { buildSync } from 'esbuild';
 import {
   AgentListener, HELLO_FLAG_CLIENT, HELLO_FLAG_CONTROL, HELLO_FLAG_DATA, MSG_DATA_CONNECT, MSG_DATA_STDOUT, MSG_EXEC_CMDLINE, MSG_HELLO,
   MSG_TRIGGER_SERVICE3, encodeExecParams, encodeFrame, encodeHello, encodeTriggerService3, encodeU32, parseExecParams, runDataSession,
@@ -23,19 +23,11 @@ const tmp = mkdtempSync(join(tmpdir(), 'isola-agent-link-'));
 const logs: string[] = [];
 const log = (line: string) => logs.push(line);
 
-function repoRoot(): string {
-  for (const start of [__dirname, process.cwd()]) {
-    for (let d = start; d !== dirname(d); d = dirname(d)) if (existsSync(join(d, 'src/agent/agent.ts'))) return d;
-  }
-  throw new Error('cannot find the repository (src/agent/agent.ts) above ' + __dirname);
-}
-
-/** The bundle exactly as qubes get it (ISOLA_AGENT_BUNDLE to test a prebuilt one, ISOLA_AGENT_NODE for node 18). */
-const agentJs = process.env.ISOLA_AGENT_BUNDLE ?? join(tmp, 'isola-agent.js');
-const agentNode = process.env.ISOLA_AGENT_NODE ?? process.execPath;
+/** The binary exactly as qubes get it, from the build (dist/test/integration/ -> dist/qube/); ISOLA_AGENT_BINARY to test another. */
+const agentBinary = process.env.ISOLA_AGENT_BINARY ?? resolve(__dirname, '../../qube/isola-agent');
 
 function startAgent(socketPath: string, env: NodeJS.ProcessEnv = {}, wrap: string[] = []): ChildProcess {
-  const argv = [...wrap, agentNode, agentJs];
+  const argv = [...wrap, agentBinary];
   const child = spawn(argv[0], argv.slice(1), {
     env: { PATH: process.env.PATH, ISOLA_AGENT_SOCKET: socketPath, ISOLA_DEFAULT_USER: me, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -87,9 +79,7 @@ function fakePeer(socketPath: string): Promise<{ sock: Socket; closed: Promise<v
 }
 
 before(() => {
-  if (!process.env.ISOLA_AGENT_BUNDLE) {
-    buildSync({ entryPoints: [join(repoRoot(), 'src/agent/agent.ts')], bundle: true, platform: 'node', target: 'node18', outfile: agentJs, logLevel: 'error' });
-  }
+  if (!existsSync(agentBinary)) throw new Error(`${agentBinary} is missing: run scripts/build.sh`);
 });
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -114,7 +104,7 @@ describe('AgentListener with a real agent', { timeout: 60_000 }, () => {
     const hello = await listener.waitForHello(5000);
     assert.equal(hello.version, 1);
     assert.equal(hello.flags, HELLO_FLAG_CONTROL);
-    assert.match(hello.ident, /^isola-agent\/\S+ node\/v\d+/);
+    assert.match(hello.ident, /^isola-agent\/\d+\.\d+\.\d+ c$/);
     assert.ok((await listener.ping()) < 1000);
   });
 
@@ -340,8 +330,9 @@ describe('agent as the init of a pid namespace (as in a qube)', { timeout: 60_00
     }
   }
 
-  it('kills every process of the namespace on shutdown when it is PID 1 itself', { skip: !haveUnshare && 'needs root and unshare' }, async () => {
+  it('reaps orphans and kills every process of the namespace on shutdown when it is PID 1 itself', { skip: !haveUnshare && 'needs root and unshare' }, async () => {
     const r = await inNamespace([], {});
+    assert.equal(r.zombies, 0, 'an orphan stayed a zombie: PID 1 must reap every process');
     assert.equal(r.code, 0);
     assert.ok(r.shutdownMs < 4000);
   });

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -30,6 +30,20 @@ describe('isolation from inside a qube', { skip, concurrency: false }, () => {
   after(async () => {
     rmSync(planted, { force: true });
     await inst?.destroy();
+  });
+
+  test('an idle qube runs no Node process: its agent is the compiled one, its init', async () => {
+    await new Promise((r) => setTimeout(r, 1000)); // past the start: what stays is what idles
+    const exes = hostPids('attacker').map((pid) => {
+      try {
+        return readlinkSync(`/proc/${pid}/exe`);
+      } catch {
+        return '(gone)';
+      }
+    });
+    assert.ok(exes.length > 0, 'the qube has processes');
+    assert.ok(exes.every((e) => !/node/.test(path.basename(e))), `processes of an idle qube: ${exes.join(', ')}`);
+    assert.match(exes.join(' '), /isola-agent/, `the agent runs: ${exes.join(', ')}`);
   });
 
   test('host-process-visibility: the qube sees only its own processes', async () => {

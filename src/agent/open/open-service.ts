@@ -8,8 +8,7 @@ import { accessSync, constants, createReadStream, createWriteStream, mkdtempSync
 import { once } from 'events';
 import path from 'path';
 import type { Readable, Writable } from 'stream';
-import { SAFE_PATH } from '../exec';
-import { remoteDomain } from '../services';
+import { SAFE_PATH, remoteDomain } from '../qube-env';
 import { MAX_URL, NAME_BLOCK, checkUrl, decodeNameBlock } from './open-request';
 
 export function findHandler(dirs = SAFE_PATH.split(':')): string | undefined {

@@ -42,10 +42,8 @@ export interface QubeRuntimeSpec {
 
 /** Where the guest library (agent, tools, built-in services) appears inside every qube. */
 export const GUEST_LIB = '/usr/lib/isola';
-export const AGENT_IN_QUBE = `${GUEST_LIB}/isola-agent.js`;
-/** Node flags that keep the per-qube agent small (measured in bench/). */
-// --expose-gc lets the agent give memory back after a large transfer (it collects 1 s after one).
-export const AGENT_NODE_FLAGS = ['--max-old-space-size=16', '--max-semi-space-size=1', '--stack-size=512', '--expose-gc'];
+/** The agent (static C, src/native/agent/), also the qube's init. */
+export const AGENT_IN_QUBE = `${GUEST_LIB}/isola-agent`;
 
 /** The host directories of a qube's agent channel (made by the backend, see agent-sockets.ts). */
 export interface ChannelDirs {
@@ -77,18 +75,14 @@ export function sandboxRuntimeSpec(launch: QubeLaunch, dirs: ChannelDirs, cgroup
     maxmemMiB: launch.limits.maxmemMiB,
     vcpus: launch.limits.vcpus,
     pidsLimit: launch.limits.pidsLimit,
-    // tini as PID 1 reaps orphans (Node cannot) and forwards SIGTERM to the agent.
-    init: ['/usr/bin/tini', '-s', '-g', '--', '/usr/bin/node', ...AGENT_NODE_FLAGS, AGENT_IN_QUBE],
+    // The agent is PID 1 itself: it reaps every orphan and handles SIGTERM.
+    init: [AGENT_IN_QUBE],
     env: [
       'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       ...Object.entries(launch.agentEnv).map(([k, v]) => `${k}=${v}`),
       'ISOLA_AGENT_SOCKET=/run/isola/agent.sock',
-      // The agent is PID 2 under tini, still alone in the qube's pid namespace: shutdown may kill(-1).
+      // The qube's pid namespace is the agent's alone: shutdown may kill(-1) (it would as PID 1 anyway).
       'ISOLA_SHUTDOWN_KILL_ALL=1',
-      // Large buffers go straight to mmap and back to the kernel when freed (commands don't inherit this).
-      // Above 64 KiB: the socket read buffers (exactly 64 KiB) stay on the heap, since an mmap, 16 page
-      // faults and an munmap with its TLB shootdown per read nearly doubled the agent's CPU per byte.
-      'MALLOC_MMAP_THRESHOLD_=131072',
     ],
     logFile: launch.logFile,
     cgroupParent,

@@ -39,7 +39,7 @@ export const CLONE_NAMESPACE_FLAGS =
 const AF_VSOCK = 40;
 
 // Ordinary process life: files, memory, signals, time, IPC inside the qube, sockets. Everything a
-// Debian userland and isola-agent need, nothing that reconfigures the shared kernel. Only x86-64
+// Debian userland and isola-agent (C: poll, fork, set*id, execve) need, nothing that reconfigures the shared kernel. Only x86-64
 // names: the filter admits no other ABI (see ARCHITECTURES), so 32-bit-only names would be dead text.
 const ALLOWED: readonly string[] = [
   // files and directories

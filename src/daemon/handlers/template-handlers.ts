@@ -126,7 +126,8 @@ async function installTemplate(d: HandlerDeps, name: string): Promise<void> {
       await extractTemplate(built.tarball, dir);
       const agentDst = path.join(dir, AGENT_IN_QUBE);
       await fs.mkdir(path.dirname(agentDst), { recursive: true });
-      await fs.copyFile(path.join(d.config.libDir, 'isola-agent.js'), agentDst);
+      await fs.copyFile(path.join(d.config.libDir, path.basename(AGENT_IN_QUBE)), agentDst);
+      await fs.chmod(agentDst, 0o755);
     });
     progress(0.97, 'registering');
     col.write(() => {
