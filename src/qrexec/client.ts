@@ -179,7 +179,11 @@ export class ExecSession {
   get stdout(): Readable { return this.useStreams().stdout; }
   get stderr(): Readable { return this.useStreams().stderr; }
 
-  /** The exit code (128+signo for a signal); 125 when the data connection broke first. Never rejects. */
+  /**
+   * The exit code (128+signo for a signal); 125 when the data connection broke first. Never rejects.
+   * It settles when the exit code arrives, which may be in the same read as the last output: that output
+   * is still in stdout/stderr then, so a caller collecting it awaits their end as well.
+   */
   get exit(): Promise<number> {
     if (this.mode === 'new') this.useStreams();
     return this.exitPromise;
