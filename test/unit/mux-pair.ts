@@ -69,8 +69,9 @@ export class RawPeer {
 
   /** Completes the reset handshake as an honest peer would. */
   async handshake(): Promise<Buffer> {
+    const mark = this.messages.length;
     this.socket.write(encodeReset(this.session, null));
-    const r = await this.waitFor((m) => m.type === MUX_RESET && m.echo.equals(this.session));
+    const r = await this.waitFor((m) => m.type === MUX_RESET && m.echo.equals(this.session), 3000, mark);
     if (r.type !== MUX_RESET) throw new Error('unreachable');
     this.socket.write(encodeReset(this.session, r.session, RESET_FLAG_UP));
     return r.session;
