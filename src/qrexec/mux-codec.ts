@@ -142,7 +142,7 @@ export class MuxDecoder {
     return this.size;
   }
 
-  /** Throws MuxProtocolError for what cannot be resynchronised; the decoder then stays unusable until resync(). */
+  /** Throws MuxProtocolError for what cannot be resynchronised; the decoder then hunts in the bytes after it. */
   next(): MuxMessage | null {
     if (this.hunting) return null;
     if (!this.header) {
@@ -152,7 +152,7 @@ export class MuxDecoder {
       try {
         checkMuxHeader(type, channel, len);
       } catch (e) {
-        this.resync();
+        this.lose();
         throw e;
       }
       this.header = { type, channel, len };
@@ -182,8 +182,15 @@ export class MuxDecoder {
   }
 
   private fail(reason: string): MuxProtocolError {
-    this.resync();
+    this.lose();
     return new MuxProtocolError(reason);
+  }
+
+  /** Lost our place after a bad frame: hunt for a RESET in what follows it (the peer's may be right behind). */
+  private lose(): void {
+    this.header = null;
+    this.hunting = true;
+    if (this.size > 0) this.hunt();
   }
 
   /** Discards bytes up to the first RESET signature; keeps a tail that may be the start of one. */

@@ -103,14 +103,14 @@ export class Mux extends EventEmitter implements ChannelLink {
   }
 
   /** Drops every channel and starts over with a new session: both sides' channels are gone once it is confirmed. */
-  reset(reason: string): void {
+  reset(reason: string, clearInput = true): void {
     if (this.closed) return;
     this.log(`${this.label}: ${reason}; stream reset, every channel dropped`);
     this.dropAll();
     this.mine = randomBytes(MUX_SESSION_SIZE);
     this.peer = null;
     this.isUp = false;
-    this.decoder.resync();
+    if (clearInput) this.decoder.resync();
     this.sendReset();
     this.armResend();
     this.emit('reset', reason);
@@ -124,14 +124,18 @@ export class Mux extends EventEmitter implements ChannelLink {
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     this.decoder.push(chunk);
-    try {
-      for (let m = this.decoder.next(); m; m = this.decoder.next()) {
+    // Every turn consumes a frame (or a bad header), so the loop ends with the chunk.
+    for (;;) {
+      try {
+        const m = this.decoder.next();
+        if (!m) break;
         this.dispatch(m);
-        if (this.closed) return;
+      } catch (e) {
+        // Handler bugs land here too: a reset stream is better than a dead isolad. The decoder keeps hunting
+        // in the bytes after the bad frame, where the peer's RESET may already be.
+        this.reset(e instanceof MuxProtocolError ? `protocol error: ${e.message}` : `internal error: ${(e as Error).stack ?? e}`, false);
       }
-    } catch (e) {
-      // Handler bugs land here too: a reset stream is better than a dead isolad.
-      this.reset(e instanceof MuxProtocolError ? `protocol error: ${e.message}` : `internal error: ${(e as Error).stack ?? e}`);
+      if (this.closed) return;
     }
     if (this.stream.writableLength > MAX_OUTPUT_BACKLOG && !this.stream.isPaused()) this.stream.pause();
   }

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { Mux, type MuxChannel } from '../../src/qrexec/mux';
 import {
-  MUX_CLOSE, MUX_DATA, MUX_MAX_CHANNELS, MUX_OPEN, MUX_RESET, MUX_WINDOW, encodeBare, encodeDataHeader, encodeMuxHeader,
+  MUX_CLOSE, MUX_DATA, MUX_MAX_CHANNELS, MUX_OPEN, MUX_RESET, MUX_WINDOW, RESET_FLAG_UP, encodeBare, encodeDataHeader, encodeMuxHeader,
   encodeReset, encodeWindow,
 } from '../../src/qrexec/mux-codec';
 import { RawPeer, socketPair, tick } from './mux-pair';
@@ -115,6 +115,22 @@ describe('Mux against a hostile peer', () => {
       await v.peer.handshake();
       await tick();
       await stillServes(v, 1);
+    } finally {
+      v.close();
+    }
+  });
+
+  it('finds the peer\'s RESET right behind a malformed frame, without waiting for a resend (mux-malformed-header)', T, async () => {
+    const v = await victim();
+    try {
+      const fresh = randomBytes(16);
+      const mark = v.peer.messages.length;
+      v.peer.socket.write(Buffer.concat([encodeMuxHeader(0x77, 1, 0), randomBytes(33), encodeReset(fresh, null)]));
+      const answer = await v.peer.waitFor((m) => m.type === MUX_RESET && m.echo.equals(fresh), 500, mark);
+      assert.ok(answer.type === MUX_RESET);
+      v.peer.socket.write(encodeReset(fresh, answer.session, RESET_FLAG_UP));
+      await tick();
+      assert.ok(v.mux.up);
     } finally {
       v.close();
     }
