@@ -126,6 +126,12 @@ describe('mux.c against the TS codec', () => {
     assert.ok(payload.every((b, i) => b === ((i * 7) & 0xff)));
   });
 
+  it('two mux.c ends come up, use a window to its end and get it granted back, and see each other\'s reset', () => {
+    const r = spawnSync(TOOL, ['selftest'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'selftest ok\n');
+  });
+
   it('mux.c\'s decoder survives 5 s of random and mutated input under ASan and UBSan (mux-decoder-fuzz)', { timeout: 60_000 }, () => {
     const seed = String(1 + Math.floor(Math.random() * 1e9));
     const r = spawnSync(FUZZ, ['5', seed], { encoding: 'utf8' });

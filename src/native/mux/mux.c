@@ -152,8 +152,8 @@ static void drop_channel(struct mux *m, struct mux_event *ev, struct mux_channel
 static void on_reset(struct mux *m, struct mux_event *ev)
 {
 	const uint8_t *p = m->hdr + MUX_HEADER_SIZE;
-	if (memcmp(p, MAGIC, 8) != 0) return stream_error(m, ev, "RESET with a wrong magic");
-	if (get32(p + 8) != MUX_VERSION) return stream_error(m, ev, "RESET of another version");
+	if (memcmp(p, MAGIC, 8) != 0) { stream_error(m, ev, "RESET with a wrong magic"); return; }
+	if (get32(p + 8) != MUX_VERSION) { stream_error(m, ev, "RESET of another version"); return; }
 	uint32_t flags = get32(p + 12);
 	const uint8_t *session = p + 16, *echo = p + 32;
 	if (!m->have_peer || memcmp(session, m->peer, MUX_SESSION_SIZE) != 0) {
@@ -176,12 +176,12 @@ static void on_reset(struct mux *m, struct mux_event *ev)
 /* A whole frame other than DATA has arrived (header and payload in hdr[]). */
 static void on_frame(struct mux *m, struct mux_event *ev)
 {
-	if (m->type == MUX_T_RESET) return on_reset(m, ev);
+	if (m->type == MUX_T_RESET) { on_reset(m, ev); return; }
 	if (!m->up) return; /* from an epoch already dropped */
 	uint32_t id = m->channel;
 	struct mux_channel *c = find(m, id);
 	if (m->type == MUX_T_OPEN) {
-		if (m->role == MUX_ROLE_OPEN) return stream_error(m, ev, "OPEN from the side that does not open channels");
+		if (m->role == MUX_ROLE_OPEN) { stream_error(m, ev, "OPEN from the side that does not open channels"); return; }
 		if (id <= m->highest_id) {
 			if (c) drop_channel(m, ev, c, "OPEN of a channel that is open");
 			else event(ev, MUX_EV_IGNORED, id, "OPEN of an id already used");
@@ -189,8 +189,10 @@ static void on_frame(struct mux *m, struct mux_event *ev)
 		}
 		m->highest_id = id;
 		if (open_count(m) >= MUX_MAX_CHANNELS || !add(m, id))
-			return owe_close(m, ev, id, MUX_EV_IGNORED, "OPEN refused: too many channels");
-		return event(ev, MUX_EV_OPEN, id, NULL);
+			owe_close(m, ev, id, MUX_EV_IGNORED, "OPEN refused: too many channels");
+		else
+			event(ev, MUX_EV_OPEN, id, NULL);
+		return;
 	}
 	if (!c) {
 		if (id > m->highest_id) event(ev, MUX_EV_IGNORED, id, "frame for a channel never opened");
@@ -198,11 +200,11 @@ static void on_frame(struct mux *m, struct mux_event *ev)
 	}
 	if (m->type == MUX_T_WINDOW) {
 		uint32_t inc = get32(m->hdr + MUX_HEADER_SIZE);
-		if (inc > MUX_WINDOW - c->send_credit) return drop_channel(m, ev, c, "WINDOW beyond the window size");
+		if (inc > MUX_WINDOW - c->send_credit) { drop_channel(m, ev, c, "WINDOW beyond the window size"); return; }
 		c->send_credit += inc;
 		event(ev, MUX_EV_CREDIT, id, NULL);
 	} else if (m->type == MUX_T_EOF) {
-		if (c->peer_eof) return drop_channel(m, ev, c, "second EOF");
+		if (c->peer_eof) { drop_channel(m, ev, c, "second EOF"); return; }
 		c->peer_eof = 1;
 		event(ev, MUX_EV_EOF, id, NULL);
 	} else if (m->type == MUX_T_CLOSE) {
@@ -221,8 +223,8 @@ static void on_data_header(struct mux *m, struct mux_event *ev)
 		if (m->channel > m->highest_id) event(ev, MUX_EV_IGNORED, m->channel, "DATA for a channel never opened");
 		return;
 	}
-	if (c->peer_eof) return drop_channel(m, ev, c, "DATA after EOF");
-	if (m->len > c->recv_outstanding) return drop_channel(m, ev, c, "DATA beyond the window");
+	if (c->peer_eof) { drop_channel(m, ev, c, "DATA after EOF"); return; }
+	if (m->len > c->recv_outstanding) { drop_channel(m, ev, c, "DATA beyond the window"); return; }
 	c->recv_outstanding -= m->len;
 	m->data_to = c;
 }
