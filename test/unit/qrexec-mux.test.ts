@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { FramedSocket } from '../../src/qrexec/frame-reader';
+import { ExecSession } from '../../src/qrexec/client';
 import { Mux, type MuxChannel } from '../../src/qrexec/mux';
 import { MUX_WINDOW } from '../../src/qrexec/mux-codec';
 import {
@@ -97,6 +98,45 @@ describe('Mux channels', () => {
       assert.equal(p.isolad.channelCount, 0, 'every finished channel is forgotten on the accepting side');
       assert.equal(p.agent.channelCount, 0, 'and on the opening side');
       assert.deepEqual(p.logs, []);
+    } finally {
+      p.close();
+    }
+  });
+
+  it('runs isolad\'s ExecSession over a channel: a slow stdout reader stalls the agent\'s sender, not the stream', { timeout: 10_000 }, async () => {
+    const p = await muxPair();
+    try {
+      const out = randomBytes(4 * 1024 * 1024);
+      const input = randomBytes(300_000);
+      const agentSide = new FramedSocket(p.agent.open(), { label: 'agent', log: () => undefined, accept: DAEMON_TO_AGENT_DATA, hello: { flags: HELLO_FLAG_DATA } });
+      const stdinGot: Buffer[] = [];
+      let sentOut = false;
+      const sendOutput = (off: number): void => {
+        for (; off < out.length; off += 65536) {
+          if (!agentSide.sendData(MSG_DATA_STDOUT, out.subarray(off, off + 65536))) return agentSide.onceDrain(() => sendOutput(off + 65536));
+        }
+        agentSide.send(MSG_DATA_STDOUT);
+        agentSide.send(MSG_DATA_EXIT_CODE, encodeU32(3));
+        agentSide.end();
+      };
+      agentSide.onFrame = (f) => {
+        if (f.payload.length) return void stdinGot.push(Buffer.from(f.payload));
+        if (!sentOut) (sentOut = true), sendOutput(0);
+      };
+      const ch = await nextChannel(p.isolad);
+      const session = await new Promise<ExecSession>((resolve) => {
+        const fs = new FramedSocket(ch, { label: 'isolad', log: () => undefined, accept: AGENT_TO_DAEMON_DATA, hello: { flags: 0 } });
+        fs.onHello = () => (fs.pause(), resolve(new ExecSession(1, fs, () => undefined, 'test')));
+      });
+      session.stdin.end(input);
+      await tick(300); // nobody reads stdout yet
+      const held = p.isolad.bufferedBytes() + session.stdout.readableLength;
+      assert.ok(held <= MUX_WINDOW + 2 * 65548, `isolad holds ${held} bytes for a reader that does not read`);
+      assert.equal((agentSide.socket as MuxChannel).sendCredit, 0, 'the agent\'s sender waits for window');
+      const stdout = readAll(session.stdout as unknown as Duplex);
+      assert.equal(await session.exit, 3);
+      assert.equal(sha(await stdout), sha(out));
+      assert.equal(sha(Buffer.concat(stdinGot)), sha(input));
     } finally {
       p.close();
     }
