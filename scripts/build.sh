@@ -29,6 +29,13 @@ FUZZ_SOURCES=(src/native/agent/{fuzz-frames,fuzz-driver,proto,services,users,set
 gcc -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
   -o dist/test-native/fuzz-frames "${FUZZ_SOURCES[@]}"
 
+# The channel layer for hvm qubes' serial port (docs/agent-protocol.md, "Channels over one byte stream"): an
+# object for the C agent, the cross-language test program, and the fuzz driver under ASan/UBSan for unit tests.
+mkdir -p dist/native-test
+gcc "${HARDENED[@]}" -c -o dist/libexec/mux.o src/native/mux/mux.c
+gcc "${HARDENED[@]}" -pie -o dist/native-test/mux-tool src/native/mux/mux-tool.c src/native/mux/mux.c
+gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror -o dist/native-test/mux-fuzz src/native/mux/mux-fuzz.c src/native/mux/mux.c
+
 COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard)
 mkdir -p bin
 for cmd in "${COMMANDS[@]}"; do

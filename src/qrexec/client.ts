@@ -2,7 +2,7 @@
 // for qvm-run), isolad's splice of a CLI client onto an agent data connection (pipeFrames), and ExecSession.
 
 import type { Socket } from 'net';
-import { Readable, Writable } from 'stream';
+import { Readable, Writable, type Duplex } from 'stream';
 import { FramedSocket, type ChunkedFrame } from './frame-reader';
 import {
   AFTER_STDOUT_EOF, AGENT_TO_DAEMON_DATA, DAEMON_TO_AGENT_DATA, EMPTY, MSG_DATA_EXIT_CODE, MSG_DATA_STDERR,
@@ -100,7 +100,7 @@ export interface PipeFramesOptions {
  * checked against what that side may send, so an agent cannot inject anything but its process output into the
  * client, nor a client anything but input. Resolves with the exit code; 125 if either side broke off first.
  */
-export function pipeFrames(client: Socket, data: FramedSocket, opts: PipeFramesOptions = {}): Promise<number> {
+export function pipeFrames(client: Duplex, data: FramedSocket, opts: PipeFramesOptions = {}): Promise<number> {
   const log = opts.log ?? stderrLog;
   const label = opts.label ?? data.label;
   const cfs = opts.clientFramed ?? new FramedSocket(client, { label: `${label} client`, log, accept: DAEMON_TO_AGENT_DATA, head: opts.clientHead });

@@ -1,7 +1,7 @@
 // Incremental frame parser (FrameReader, pure) and its binding to a socket (FramedSocket): HELLO
 // handshake, per-state type checks, flow control, and "a bad peer loses its connection, never the process".
 
-import type { Socket } from 'net';
+import type { Duplex } from 'stream';
 import {
   EMPTY, HEADER_SIZE, HELLO_ONLY, MAX_PAYLOAD, MSG_HELLO, ProtocolError, encodeFrame, encodeHello, parseHello,
   frameHeader, payloadLimits, typeName, type Hello,
@@ -126,7 +126,8 @@ export class FramedSocket {
   private selfClosed = false;
   private helloTimer: NodeJS.Timeout | null = null;
 
-  constructor(readonly socket: Socket, private readonly opts: FramedSocketOptions) {
+  /** Any Duplex that behaves like a socket: a net.Socket, or a channel of a Mux (src/qrexec/mux.ts). */
+  constructor(readonly socket: Duplex, private readonly opts: FramedSocketOptions) {
     this.awaitingHello = !!opts.hello;
     this.reader = new FrameReader(opts.hello ? HELLO_ONLY : opts.accept);
     if (opts.head) this.reader.push(opts.head);

@@ -7,3 +7,4 @@ export {
   AgentListener, ExecSession, type AgentListenerOptions, type ExecOptions,
 } from './agent-link';
 export { runDataSession, pipeFrames, EXIT_QREXEC_PROBLEM, type DataSessionIO, type PipeFramesOptions } from './client';
+export { Mux, MuxChannel, type MuxOptions } from './mux';
