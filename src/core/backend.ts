@@ -2,7 +2,7 @@
 // backend-neutral description of one qube's launch. Declared in core so that the daemon depends on
 // these interfaces, never on a driver; a backend turns the description into what it needs.
 
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { IdRange, VolumeName } from './volumes';
 
 /** Qubes' `virt_mode` values that Isola has: the registry of backends is keyed by them. */
@@ -63,7 +63,7 @@ export type ChannelEndpoint = 'agent' | 'client';
  */
 export interface AgentChannel {
   /** Starts taking the qube's connections; accept gets each one with the endpoint it came through. */
-  listen(accept: (conn: Socket, from: ChannelEndpoint) => void): Promise<void>;
+  listen(accept: (conn: Duplex, from: ChannelEndpoint) => void): Promise<void>;
   /** Stops taking connections (open ones are the caller's to close). */
   close(): Promise<void>;
 }

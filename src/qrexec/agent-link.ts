@@ -2,7 +2,7 @@
 // connection is the qube's identity (never a message field); tracks the agent's control connection, runs execs.
 
 import { EventEmitter } from 'events';
-import type { Socket } from 'net';
+import type { Duplex } from 'stream';
 import { randomBytes } from 'crypto';
 import type { AgentChannel } from '../core/backend';
 import { QubesError } from '../core/errors';
@@ -207,7 +207,7 @@ export class AgentListener extends EventEmitter {
     return this.conns.size;
   }
 
-  private accept(sock: Socket, clientsOnly: boolean): void {
+  private accept(sock: Duplex, clientsOnly: boolean): void {
     const agentConns = this.conns.size - this.clientConns;
     const full = clientsOnly ? this.clientConns >= (this.opts.maxClientConnections ?? 400) : agentConns >= (this.opts.maxConnections ?? 512);
     if (this.closing || full) {

@@ -3,6 +3,7 @@
 
 import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { AgentChannel, ChannelEndpoint } from '../core/backend';
 import { QubesError } from '../core/errors';
 
@@ -18,7 +19,7 @@ export class UnixSocketChannel implements AgentChannel {
 
   constructor(private readonly endpoints: UnixEndpoint[], private readonly log: (line: string) => void = () => undefined) {}
 
-  async listen(accept: (conn: Socket, from: ChannelEndpoint) => void): Promise<void> {
+  async listen(accept: (conn: Duplex, from: ChannelEndpoint) => void): Promise<void> {
     for (const e of this.endpoints) await this.listenAt(e, accept);
   }
 

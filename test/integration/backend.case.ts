@@ -63,8 +63,10 @@ export function runBackendConformance(
     const sh = async (id: string, script: string): Promise<ExecResult> => harness().exec(id, ['/bin/sh', '-c', script]);
     const uuidOf = (l: QubeLaunch) => ({ runtimeId: l.runtimeId, uuid: l.uuid, ids: l.ids });
     /** As the lifecycle does it: the channel listens before the qube runs. */
+    const listening = new Set<string>();
     const start = async (l: QubeLaunch): Promise<RuntimeInfo> => {
       started.add(l.runtimeId);
+      if (!listening.has(l.runtimeId)) await listen(l);
       await harness().backend.create(l);
       return harness().backend.start(l.runtimeId);
     };
@@ -72,6 +74,7 @@ export function runBackendConformance(
       const agent = new AgentListener({ channel: await harness().backend.channel(uuidOf(l)), name: l.name, log: () => undefined });
       await agent.listen();
       agents.push(agent);
+      listening.add(l.runtimeId);
       return agent;
     };
 
