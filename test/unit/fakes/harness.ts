@@ -31,7 +31,9 @@ export class Harness {
   readonly seen: DaemonEvent[] = [];
   readonly pool: MemoryPool;
   readonly sandbox: FakeBackend;
-  readonly backends: FakeBackend[];
+  backends: FakeBackend[];
+  /** Every backend this harness made (a restart may leave one out): all stopped at close. */
+  private readonly allBackends: FakeBackend[];
   store!: Store;
   collection!: Collection;
   registry!: BackendRegistry;
@@ -54,6 +56,7 @@ export class Harness {
     this.sandbox = new FakeBackend('sandbox', this.home, this.journal);
     this.backends = [this.sandbox];
     if (opts.hvm) this.backends.push(new FakeBackend('hvm', this.home, this.journal));
+    this.allBackends = [...this.backends];
     this.open();
   }
 
@@ -72,9 +75,14 @@ export class Harness {
     this.lifecycle = new Lifecycle({ config: this.config, collection: this.collection, pool: this.pool, backends: this.registry, events: this.events, log: this.log, uids });
   }
 
-  /** isolad stopped (its agent listeners closed, qubes left running) and started again, reconcile included. */
-  async restart(): Promise<void> {
+  /**
+   * isolad stopped (its agent listeners closed, qubes left running) and started again, reconcile
+   * included. whileAway: what happens while no isolad runs; backends: the new isolad's (default: the same).
+   */
+  async restart(opts: { whileAway?: () => void | Promise<void>; backends?: FakeBackend[] } = {}): Promise<void> {
     await this.stopDaemon();
+    await opts.whileAway?.();
+    if (opts.backends) this.backends = opts.backends;
     this.open();
     await reconcile(this.collection, this.lifecycle, this.registry, this.pool, this.log);
   }
@@ -132,7 +140,7 @@ export class Harness {
   }
 
   async close(): Promise<void> {
-    for (const b of this.backends) b.stopAgents();
+    for (const b of this.allBackends) b.stopAgents();
     await this.stopDaemon().catch(() => undefined);
     rmSync(this.home, { recursive: true, force: true });
   }
