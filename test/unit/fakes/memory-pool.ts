@@ -59,9 +59,7 @@ export class MemoryPool implements StoragePool {
     this.qubes.set(q.uuid, { klass: q.klass, volumes });
   }
 
-  async importRoot(q: QubeVolumes, fill: (dir: string) => Promise<void>): Promise<void> {
-    void q;
-    void fill;
+  async importRoot(): Promise<void> {
     throw new Error('MemoryPool has no directories to fill: use seed()');
   }
 
@@ -126,8 +124,7 @@ export class MemoryPool implements StoragePool {
     return { root: handle('root'), private: handle('private'), rootRevision: sourceRevision };
   }
 
-  async stop(q: QubeVolumes, ids: IdRange, commit: boolean): Promise<void> {
-    void ids;
+  async stop(q: QubeVolumes, _ids: IdRange, commit: boolean): Promise<void> {
     this.journal.push(`pool:stop ${q.uuid} commit=${commit}`);
     this.stops.push({ uuid: q.uuid, commit });
     const pq = this.qubes.get(q.uuid);
