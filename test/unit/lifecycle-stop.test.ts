@@ -137,3 +137,36 @@ test('dom0 cannot be shut down or killed', () => withHarness(async (h) => {
   await assert.rejects(h.lifecycle.kill('dom0'), /dom0 cannot be killed/);
   assert.deepEqual(h.journal, []);
 }));
+
+test('a death the agent channel does not report is noticed by the sweep', () => withHarness(async (h) => {
+  await h.templateAndApp('work');
+  await h.lifecycle.start('work');
+  h.lifecycle.startSweep(20);
+  h.sandbox.vanish('work');
+  await h.until(() => h.collection.powerState(h.q('work')) === 'Halted', 'the sweep to notice');
+  assert.match(h.eventsOf('work', 'domain-shutdown')[0]?.kwargs.reason ?? '', /runtime died/);
+}));
+
+test('two qvm-start at once start the qube once; the second is told it is running', () => withHarness(async (h) => {
+  await h.templateAndApp('work');
+  const results = await Promise.allSettled([h.lifecycle.start('work'), h.lifecycle.start('work')]);
+  assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+  const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+  assert.match(String(refused.reason), /Domain is running: work/);
+  assert.equal(h.sandbox.calls.filter((c) => c.startsWith('create')).length, 1);
+  assert.equal((await runIn(h, 'work', 'echo once')).stdout, 'once\n');
+}));
+
+test('an agent sending garbage loses its connection, not its qube: it reconnects and qvm-run works (agent-frame-garbage)', () => withHarness(async (h) => {
+  const { app } = await h.templateAndApp('work');
+  await h.lifecycle.start('work');
+  const header = Buffer.alloc(8);
+  header.writeUInt32LE(0x7777, 0); // no such message type
+  header.writeUInt32LE(0xffffffff, 4); // and a length no frame may have
+  h.sandbox.agentSendsRaw('work', header);
+  await h.until(() => (h.sandbox.agentLog.get('work') ?? []).filter((l) => l === 'hello').length === 2, 'the agent to reconnect');
+  await h.until(() => h.lifecycle.agents.get(app.uuid)?.connected === true, 'the new control connection');
+  assert.equal(h.collection.powerState(h.q('work')), 'Running', 'a bad frame is not a death');
+  assert.ok(h.lines.some((l) => /qube work: agent connection: protocol error/.test(l)), h.lines.join('\n'));
+  assert.equal((await runIn(h, 'work', 'echo still here')).stdout, 'still here\n');
+}));

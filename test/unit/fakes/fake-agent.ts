@@ -78,6 +78,11 @@ export class FakeAgent {
     this.data.clear();
   }
 
+  /** Raw bytes on the control connection, as a compromised agent may send them. */
+  sendRaw(bytes: Buffer): void {
+    this.control?.socket.write(bytes);
+  }
+
   private connect(): void {
     if (this.stopped) return;
     const path = this.o.socketPath();

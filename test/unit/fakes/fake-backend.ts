@@ -136,6 +136,16 @@ export class FakeBackend implements Backend {
     rt.agent?.stop();
   }
 
+  /** Raw bytes from the qube's agent on its control connection (a compromised agent). */
+  agentSendsRaw(qube: string, bytes: Buffer): void {
+    for (const [id, rt] of this.runtimes) if (qubeOf(id) === qube) rt.agent?.sendRaw(bytes);
+  }
+
+  /** The runtime stops but its agent's connection stays open (a death the channel does not report). */
+  vanish(qube: string): void {
+    for (const [id, rt] of this.runtimes) if (qubeOf(id) === qube) (rt.status = 'stopped'), (rt.pid = 0);
+  }
+
   /** Agent death while running (the qube crashed): control closed, runtime stopped. */
   crash(qube: string): void {
     for (const id of this.runtimes.keys()) if (qubeOf(id) === qube) this.die(id);
