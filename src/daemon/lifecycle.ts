@@ -217,8 +217,9 @@ export class Lifecycle {
       this.d.collection.write(() => this.d.collection.store.putRuntime({ ...rt, state: 'stopping' }));
       this.d.events.emit(name, 'domain-pre-shutdown');
       const agent = this.agents.get(q.uuid);
-      if (agent?.connected) await agent.shutdown(timeoutS).catch(() => undefined);
-      else await backend?.signal(rt.runtimeId, 'SIGTERM').catch(() => undefined);
+      // One deadline, shutdown_timeout, for the agent's answer and the runtime's stop (as qvm-shutdown --wait kills after it).
+      const asked = agent?.connected ? agent.shutdown(timeoutS).catch(() => undefined) : backend?.signal(rt.runtimeId, 'SIGTERM').catch(() => undefined);
+      if (!backend) await asked;
       if (backend && !(await waitStopped(backend, rt.runtimeId, timeoutS * 1000))) {
         this.d.log.warn(`${name}: did not stop within ${timeoutS} s, killing it`);
         await backend.signal(rt.runtimeId, 'SIGKILL').catch(() => undefined);

@@ -11,11 +11,14 @@ import type { Logger } from './logger';
 
 export async function reconcile(col: Collection, lifecycle: Lifecycle, backends: BackendRegistry, pool: StoragePool, log: Logger): Promise<void> {
   const known = new Set<string>();
+  /** Qubes of a backend this isolad lacks: their volumes stay as they were (a VM may still use them). */
+  const untouchable = new Set<string>();
   for (const rt of col.store.runtimes()) {
     const q = col.byQid(rt.qid);
     if (!q) continue;
     known.add(`${rt.backend}/${rt.runtimeId}`);
     const backend = lifecycle.backendOf(rt);
+    if (!backend) untouchable.add(q.uuid);
     const st = await backend?.state(rt.runtimeId).catch(() => undefined);
     if (backend && rt.state === 'running' && st?.status === 'running') {
       try {
@@ -48,7 +51,7 @@ export async function reconcile(col: Collection, lifecycle: Lifecycle, backends:
       if (!uuids.has(uuid)) {
         log.warn(`removing volumes of a qube that was never saved: ${uuid}`);
         await pool.remove(uuid);
-      } else if (!running.has(uuid)) {
+      } else if (!running.has(uuid) && !untouchable.has(uuid)) {
         await pool.cleanupMounts(uuid);
       }
     } catch (e) {

@@ -83,6 +83,7 @@ export class AgentListener extends EventEmitter {
   private readonly budget = new LogBudget();
   private budgetTimer: NodeJS.Timeout | null = null;
   private readonly pings = new Map<string, () => void>();
+  private readonly helloWaits = new Set<() => void>();
   private closing = false;
   private readonly label: string;
   private readonly log: (line: string) => void;
@@ -113,9 +114,13 @@ export class AgentListener extends EventEmitter {
   waitForHello(timeoutMs: number): Promise<Hello> {
     if (this.hello) return Promise.resolve(this.hello);
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => (this.off('hello', onHello), reject(new QubesError('QubesVMError', `${this.label}: agent did not connect within ${timeoutMs} ms`))), timeoutMs);
-      const onHello = (h: Hello) => (clearTimeout(t), resolve(h));
+      // Settled by close() too: a start that failed must not leave a timer (and this listener) for qrexec_timeout.
+      const closed = () => (cancel(), reject(new QubesError('QubesVMError', `${this.label}: agent listener closed before the agent connected`)));
+      const cancel = () => (clearTimeout(t), this.off('hello', onHello), this.helloWaits.delete(closed));
+      const t = setTimeout(() => (cancel(), reject(new QubesError('QubesVMError', `${this.label}: agent did not connect within ${timeoutMs} ms`))), timeoutMs);
+      const onHello = (h: Hello) => (cancel(), resolve(h));
       this.once('hello', onHello);
+      this.helloWaits.add(closed);
     });
   }
 
@@ -182,6 +187,7 @@ export class AgentListener extends EventEmitter {
       p.reject(new QubesError('QubesVMError', `${this.label}: agent listener closed`));
     }
     this.pending.clear();
+    for (const w of [...this.helloWaits]) w();
     this.control = null;
     for (const fs of this.conns) fs.close();
     await this.channel.close();
