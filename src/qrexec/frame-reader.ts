@@ -7,6 +7,7 @@ import {
   frameHeader, payloadLimits, typeName, type Hello,
 } from './protocol';
 import { withArticle } from '../core/grammar';
+import { takeChunks } from './chunks';
 
 export interface Frame {
   type: number;
@@ -77,24 +78,9 @@ export class FrameReader {
     if (this.size > 0) throw new ProtocolError(`connection closed inside a frame header (${this.size} of ${HEADER_SIZE} bytes)`);
   }
 
-  /** The next n bytes as slices of the chunks they arrived in: nothing is copied. */
   private take(n: number): Buffer[] {
-    if (n === 0) return [];
-    const out: Buffer[] = [];
-    for (let left = n; left > 0;) {
-      const c = this.chunks[0];
-      if (c.length <= left) {
-        out.push(c);
-        this.chunks.shift();
-        left -= c.length;
-      } else {
-        out.push(c.subarray(0, left));
-        this.chunks[0] = c.subarray(left);
-        left = 0;
-      }
-    }
     this.size -= n;
-    return out;
+    return takeChunks(this.chunks, n);
   }
 }
 

@@ -2,6 +2,7 @@
 // encoders and an incremental, validating decoder. src/native/mux/mux.c implements the same format in C.
 
 import { QubesError } from '../core/errors';
+import { takeChunks } from './chunks';
 
 export const MUX_MAGIC = Buffer.from('ISOLAMUX', 'latin1');
 export const MUX_VERSION = 2;
@@ -212,22 +213,8 @@ export class MuxDecoder {
     return parts.length === 1 ? parts[0] : Buffer.concat(parts, n);
   }
 
-  /** The next n bytes as slices of the chunks they arrived in. */
   private take(n: number): Buffer[] {
-    const out: Buffer[] = [];
-    for (let left = n; left > 0;) {
-      const c = this.chunks[0];
-      if (c.length <= left) {
-        out.push(c);
-        this.chunks.shift();
-        left -= c.length;
-      } else {
-        out.push(c.subarray(0, left));
-        this.chunks[0] = c.subarray(left);
-        left = 0;
-      }
-    }
     this.size -= n;
-    return out;
+    return takeChunks(this.chunks, n);
   }
 }
