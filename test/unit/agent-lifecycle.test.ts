@@ -34,6 +34,8 @@ describe('the agent process', { skip: !haveAgent && 'build the agent first (scri
     await agent.listener.listen();
     const hello = await agent.listener.waitForHello(2000);
     assert.equal(hello.ident, 'isola-agent/0.2.0 c');
+    // The agent logs after its HELLO went out: the line may reach its stderr pipe a little after.
+    for (let i = 0; i < 40 && agent.logs.length < 2; i++) await sleep(50);
     assert.match(agent.logs[1], /^isola-agent: connected to isolad at .* \(peer isolad\)$/);
     assert.equal((await agent.run('DEFAULT', 'echo up')).out, 'up\n');
   });
