@@ -136,17 +136,8 @@ describe('bad input changes nothing', { skip, concurrency: false }, () => {
     await inst.ok('qvm-shutdown', '--wait', 'other');
   });
 
-  test('a qube whose agent cannot start fails fast, says why, and stays Halted', async () => {
-    await inst.ok('qvm-create', '--class', 'StandaloneVM', '--template', 'debian-12', '--label', 'orange', 'broken');
-    await inst.ok('qvm-run', '-p', '-u', 'root', 'broken', 'mv /usr/bin/node /usr/bin/node.away');
-    await inst.ok('qvm-shutdown', '--wait', 'broken');
-    const t0 = Date.now();
-    const r = await inst.cli('qvm-start', ['broken']);
-    assert.notEqual(r.code, 0);
-    assert.ok(Date.now() - t0 < 10_000, 'not after the 60 s qrexec_timeout');
-    assert.match(r.stderr, /qvm-start: error: .*Failed to start broken: the qube's init exited before its agent connected/);
-    assert.match(await inst.ok('qvm-ls', 'broken'), /broken\s+Halted/);
-    assert.equal(inst.containers().length, 0, 'no runtime left behind');
-    await inst.ok('qvm-remove', '-f', 'broken');
-  });
+  // 'A qube whose agent cannot start fails fast' needed a qube able to break its own init (it removed
+  // /usr/bin/node under tini). The init is now the static agent bound read-only from the host, which the
+  // qube cannot touch (hostile-host.test.ts); the fast failure is a unit test on the in-memory drivers
+  // (lifecycle-start.test.ts: init exits before hello).
 });
