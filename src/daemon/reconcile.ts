@@ -18,9 +18,15 @@ export async function reconcile(col: Collection, lifecycle: Lifecycle, backends:
     if (!q) continue;
     known.add(`${rt.backend}/${rt.runtimeId}`);
     const backend = lifecycle.backendOf(rt);
-    if (!backend) untouchable.add(q.uuid);
-    const st = await backend?.state(rt.runtimeId).catch(() => undefined);
-    if (backend && rt.state === 'running' && st?.status === 'running') {
+    if (!backend) {
+      // It may still run (a VM this isolad cannot see): left as it is, shown as running, never started
+      // twice; qvm-kill forgets it once the user knows it is gone.
+      untouchable.add(q.uuid);
+      log.error(`${q.name}: runs under virt_mode ${rt.backend}, which this isolad has no backend for; left as it is (qvm-kill ${q.name} forgets it)`);
+      continue;
+    }
+    const st = await backend.state(rt.runtimeId).catch(() => undefined);
+    if (rt.state === 'running' && st?.status === 'running') {
       try {
         await lifecycle.reattach(q, backend);
         log.info(`${q.name}: still running, reattached`);

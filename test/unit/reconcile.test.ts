@@ -74,7 +74,7 @@ for (const how of ['stopped', 'unknown to its backend'] as const) {
   }));
 }
 
-test('a runtime row naming a backend this isolad lacks is refused clearly; the rest is reconciled', () => withHarness(async (h) => {
+test('a qube of a backend this isolad lacks is left as it is, never started twice, and forgotten by qvm-kill; the rest is reconciled', () => withHarness(async (h) => {
   const { app: vm } = await h.templateAndApp('vm1');
   const { app: work } = await h.templateAndApp('work');
   h.collection.write(() => h.store.setProp(vm.qid, 'virt_mode', 'hvm'));
@@ -83,15 +83,19 @@ test('a runtime row naming a backend this isolad lacks is refused clearly; the r
   const hvm = h.hvm;
   await h.restart({ backends: [h.sandbox] });
   assert.equal(h.collection.powerState(h.q('work')), 'Running', 'the sandbox qube is reattached');
-  assert.match(h.lastError('vm1') ?? '', /its backend \(virt_mode hvm\) is not available in this isolad; its volumes stay as they were/);
-  assert.ok(!h.lastError('vm1')?.includes('\n'));
-  assert.ok(h.lines.some((l) => /^error: vm1: .*virt_mode hvm/.test(l)), h.lines.join('\n'));
+  assert.equal(h.collection.powerState(h.q('vm1')), 'Running', 'it may still run: not shown as Halted');
+  assert.ok(h.lines.some((l) => /^error: vm1: runs under virt_mode hvm, which this isolad has no backend for; left as it is/.test(l)), h.lines.join('\n'));
+  await assert.rejects(h.lifecycle.start('vm1'), /Domain is running: vm1/);
   assert.equal(h.pool.isStarted(vm.uuid), true, 'as said: its volumes stay as they were');
   assert.ok(!h.pool.cleanedUp.includes(vm.uuid), 'nothing is unmounted under a VM that may still run');
   assert.ok(!h.sandbox.calls.some((c) => c.startsWith('destroy vm1.')), 'the sandbox backend is not asked about it');
   assert.equal((await hvm.list()).length, 1, "the VM's runtime is not touched");
   await h.until(() => h.lifecycle.agents.get(work.uuid)?.connected === true, 'the sandbox agent to reconnect');
   assert.equal((await runIn(h, 'work', 'echo fine')).stdout, 'fine\n');
+  await h.lifecycle.kill('vm1');
+  assert.equal(h.collection.powerState(h.q('vm1')), 'Halted');
+  assert.match(h.lastError('vm1') ?? '', /its backend \(virt_mode hvm\) is not available in this isolad; its volumes stay as they were/);
+  assert.equal(h.pool.isStarted(vm.uuid), true, 'its volumes are not touched by forgetting it');
 }, { hvm: true }));
 
 test("orphaned runtimes are destroyed by the backend that has them; other backends' qubes are untouched", () => withHarness(async (h) => {
