@@ -12,14 +12,37 @@ export const VIRT_MODES: readonly VirtMode[] = ['sandbox', 'hvm'];
 /** How a backend presents a volume to its qube: a mounted tree on the host, or a filesystem image / block device. */
 export type VolumeForm = 'tree' | 'image';
 
+/** A file attached to a VM as one virtio block device (form `image`); the guest finds it by its index. */
+export interface VolumeDisk {
+  file: string;
+  readonly: boolean;
+}
+
+/** A directory of the filesystem on one of a volume's disks (index into VolumeImage.disks). */
+export interface DiskDir {
+  disk: number;
+  dir: string;
+}
+
+/**
+ * A volume in form `image`: the guest mounts each disk's filesystem and assembles the volume itself, as
+ * the host does for a tree: an overlay of `lower` (top first) with the run's changes in `upper` (its
+ * overlay work directory is `upper`'s sibling `work`). No upper: the volume is read-only.
+ */
+export interface VolumeImage {
+  disks: VolumeDisk[];
+  lower: DiskDir[];
+  upper?: DiskDir;
+}
+
 /** One started volume as the pool prepared it, in the form the backend asked for. */
 export interface VolumeHandle {
   name: VolumeName;
   readonly: boolean;
   /** Mounted directory on the host (form `tree`). */
   tree?: string;
-  /** File or block device holding the volume's filesystem (form `image`). */
-  image?: string;
+  /** Disks and how the guest assembles them (form `image`). */
+  image?: VolumeImage;
 }
 
 export interface QubeLimits {

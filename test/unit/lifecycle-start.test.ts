@@ -189,7 +189,7 @@ test('with an hvm backend registered, an hvm qube runs there: recorded in its ru
   assert.equal(h.runtimeRow('vm1')!.backend, 'hvm');
   assert.equal(h.runtimeRow('work')!.backend, 'sandbox');
   const id = h.runtimeRow('vm1')!.runtimeId;
-  assert.match(h.hvm.launchOf(id)!.volumes.root.image ?? '', /^mem:\/\//, 'the VM gets volumes as images');
+  assert.match(h.hvm.launchOf(id)!.volumes.root.image?.disks[0].file ?? '', /^mem:\/\//, 'the VM gets volumes as images');
   assert.deepEqual(await runIn(h, 'vm1', 'echo from the vm'), { stdout: 'from the vm\n', code: 0 });
   await h.lifecycle.shutdown('vm1', { wait: true, force: false });
   assert.ok(h.hvm.calls.includes(`destroy ${id}`), h.hvm.calls.join(', '));

@@ -119,7 +119,7 @@ export class MemoryPool implements StoragePool {
     pq.running = { ids, sourceRevision, work };
     const handle = (name: VolumeName): VolumeHandle => {
       const where = `mem://${this.name}/${q.uuid}/${name}`;
-      return form === 'tree' ? { name, readonly: false, tree: where } : { name, readonly: false, image: where };
+      return form === 'tree' ? { name, readonly: false, tree: where } : { name, readonly: false, image: { disks: [{ file: where, readonly: false }], lower: [{ disk: 0, dir: 'layers' }], upper: { disk: 0, dir: 'upper' } } };
     };
     return { root: handle('root'), private: handle('private'), rootRevision: sourceRevision };
   }
