@@ -6,6 +6,7 @@ import { parseBool, parseInteger, type World } from './property-types';
 import { isDispvmTemplate, resolveProperty } from './properties';
 import type { PropValue, QubeClass } from './qube';
 import { withArticle } from './grammar';
+import { kernelCheck, virtModeCheck } from './property-checks';
 
 export interface GlobalPropertyDef {
   name: string;
@@ -62,7 +63,14 @@ export const GLOBAL_PROPERTIES: readonly GlobalPropertyDef[] = [
   poolOf('private'),
   poolOf('root'),
   poolOf('volatile'),
-  { name: 'default_kernel', type: 'str', default: '', help: "Kernel for the vm backend (empty: the qube's own)." },
+  {
+    name: 'default_kernel', type: 'str', default: (_get, w) => w.kernels?.()[0] ?? '', check: (v, w) => kernelCheck(v, w),
+    help: 'Kernel of hvm qubes whose kernel property is not set (default: the newest installed).',
+  },
+  {
+    name: 'default_virt_mode', type: 'str', default: 'sandbox', check: (v, w) => virtModeCheck(v, w),
+    help: "virt_mode of new qubes without a template to take it from: 'sandbox' or 'hvm'.",
+  },
   { name: 'default_qrexec_timeout', type: 'int', default: 60, help: 'Default qrexec_timeout of qubes (seconds).' },
   { name: 'default_shutdown_timeout', type: 'int', default: 60, help: 'Default shutdown_timeout of qubes (seconds).' },
   { name: 'stats_interval', type: 'int', default: 3, help: 'Interval of qube statistics (seconds). No effect yet: Isola sends no stats events.' },
@@ -107,5 +115,8 @@ export function parseGlobalValue(name: string, untrusted: string, w: World, know
     return b;
   }
   if (name.startsWith('default_pool') && !knownPools.includes(untrusted)) throw propertyValueError('dom0', name, `no such pool '${untrusted}'`);
-  return untrusted;
+  const value = name === 'default_virt_mode' ? untrusted.toLowerCase() : untrusted;
+  const problem = def.check?.(value, w);
+  if (problem) throw propertyValueError('dom0', name, problem);
+  return value;
 }

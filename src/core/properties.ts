@@ -6,7 +6,7 @@ import { propertyValueError, QubesError } from './errors';
 import { findLabel } from './labels';
 import { NET_PROPERTIES } from './net-properties';
 import {
-  bootmodeCheck, devicesDeniedCheck, kerneloptsCheck, keyboardLayoutCheck, nonNegative, positive, virtModeCheck,
+  bootmodeCheck, devicesDeniedCheck, kernelCheck, kerneloptsCheck, memoryCheck, keyboardLayoutCheck, nonNegative, positive, virtModeCheck,
 } from './property-checks';
 import { ALL, parseBool, parseInteger, VMS, type Getter, type PropertyDef, type World } from './property-types';
 import type { PropValue, QubeClass, QubeRecord } from './qube';
@@ -93,7 +93,7 @@ const COMMON: readonly PropertyDef[] = [
   },
   { name: 'provides_network', type: 'bool', classes: VMS, default: () => false, check: providesNetworkCheck, help: 'Whether this qube provides network to others.' },
   {
-    name: 'memory', type: 'int', classes: VMS, check: positive, default: fromTemplate('memory', () => 400),
+    name: 'memory', type: 'int', classes: VMS, check: (v, _q, w) => positive(v) ?? memoryCheck(v, w), default: fromTemplate('memory', () => 400),
     help: 'Memory guaranteed to the qube (MiB); the cgroup reservation of a sandbox.',
   },
   {
@@ -107,13 +107,14 @@ const COMMON: readonly PropertyDef[] = [
   },
   { name: 'vcpus', type: 'int', classes: VMS, check: positive, default: fromTemplate('vcpus', () => 2), help: 'Number of virtual CPUs (the CPU quota of a sandbox).' },
   {
-    name: 'virt_mode', type: 'str', classes: VMS, default: fromTemplate('virt_mode', () => 'sandbox'), check: virtModeCheck,
+    name: 'virt_mode', type: 'str', classes: VMS, check: (v, _q, w) => virtModeCheck(v, w),
+    default: fromTemplate('virt_mode', (_q, w) => String(w.globalProp('default_virt_mode') || 'sandbox')),
     normalize: (s) => s.toLowerCase(),
     help: "Isolation backend: 'sandbox' (OCI sandbox, shares the host kernel) or 'hvm' (QEMU/KVM). Xen's 'pv' and 'pvh' do not exist here.",
   },
   {
     name: 'kernel', type: 'str', classes: VMS, default: fromTemplate('kernel', (_q, w) => w.globalProp('default_kernel')),
-    check: (v) => (/^[A-Za-z0-9._-]*$/.test(String(v)) ? undefined : 'invalid kernel name'),
+    check: (v, _q, w) => kernelCheck(v, w),
     help: 'Kernel used by the vm backend (the sandbox backend shares the host kernel).',
   },
   {

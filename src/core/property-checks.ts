@@ -1,6 +1,7 @@
 // Value checks of single properties, with Qubes' rules and (where Qubes has one) its wording:
 // each returns why a value is refused, or undefined. Normalisers give the form Qubes stores.
 
+import type { World } from './property-types';
 import type { PropValue } from './qube';
 
 export const positive = (v: PropValue) => (typeof v === 'number' && v > 0 ? undefined : 'must be a positive integer');
@@ -79,12 +80,28 @@ export function normalizeIpv6(untrusted: string): string {
 }
 
 /** Isola's virtualisation modes next to Qubes' Xen ones, which are refused with the reason. */
-export function virtModeCheck(v: PropValue): string | undefined {
+export function virtModeCheck(v: PropValue, w?: World): string | undefined {
   const s = String(v);
-  if (s === 'sandbox') return undefined;
-  if (s === 'hvm') return "virt_mode 'hvm': the VM backend is not available yet";
   if (s === 'pv' || s === 'pvh') return `virt_mode '${s}' needs Xen; Isola offers 'sandbox' and 'hvm'`;
-  return 'Invalid virtualization mode, supported values: sandbox, hvm';
+  if (s !== 'sandbox' && s !== 'hvm') return 'Invalid virtualization mode, supported values: sandbox, hvm';
+  const problem = w?.virtModeProblem?.(s);
+  return problem ? `virt_mode '${s}' is not available on this host: ${problem}` : undefined;
+}
+
+/** More than the host has could never start (a VM's RAM, a sandbox's reservation): refused when set. */
+export function memoryCheck(v: PropValue, w?: World): string | undefined {
+  const host = w?.hostMemoryMiB;
+  return typeof v === 'number' && host && v > host ? `${v} MiB is more than this host has (${host} MiB)` : undefined;
+}
+
+/** Qubes' validate_kernel: a kernel is a directory of the kernels dir ('' = the default kernel). */
+export function kernelCheck(v: PropValue, w?: World): string | undefined {
+  const s = String(v);
+  if (s === '') return undefined;
+  if (!/^[A-Za-z0-9._+-]+$/.test(s) || s === '.' || s === '..') return s.includes('/') ? "Kernel name cannot contain '/'" : 'invalid kernel name';
+  const have = w?.kernels?.();
+  if (have && !have.includes(s)) return `Kernel '${s}' not installed (installed: ${have.join(', ') || 'none'})`;
+  return undefined;
 }
 
 /** A boot mode names a `boot-mode.kernelopts.<mode>` feature, or is `default`. */

@@ -30,6 +30,10 @@ export interface World {
   all?(): readonly QubeRecord[];
   /** The runtime row of a qube that is not halted; absent or undefined when it is halted. */
   runtime?(q: QubeRecord): RuntimeFacts | undefined;
+  /** Why this host cannot run a virt_mode (undefined: it can); absent: not known, every mode is accepted. */
+  virtModeProblem?(mode: string): string | undefined;
+  /** Kernels installed for the hvm backend; absent: not known, any well-formed name is accepted. */
+  kernels?(): readonly string[];
 }
 
 /** Resolves another property (with its default) while a default or a check is computed. */

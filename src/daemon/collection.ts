@@ -14,6 +14,8 @@ export class Collection {
   private globals: Record<string, PropValue> = {};
   readonly hostMemoryMiB = Math.floor(os.totalmem() / 1024 / 1024);
   readonly hostCpus = os.cpus().length;
+  /** What the host can run, told by isolad once it knows its backends and kernels (checks of virt_mode, kernel). */
+  host: Pick<World, 'virtModeProblem' | 'kernels'> = {};
 
   constructor(readonly store: Store) {
     this.ensureDom0();
@@ -76,6 +78,7 @@ export class Collection {
       all: () => this.all(),
       // Computed properties (xid, start_time) read the runtime row: there only while not halted.
       runtime: (q) => (q.klass === 'AdminVM' ? undefined : this.store.runtime(q.qid)),
+      ...this.host,
     };
   }
 

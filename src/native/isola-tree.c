@@ -9,6 +9,11 @@
  *   isola-tree copy SRC DST
  *       Copies SRC's contents into the existing empty directory DST (clone, squash): owners,
  *       modes, times, xattrs, hard links, holes, symlinks and special files as they are.
+ *   isola-tree import SRC DST
+ *       As copy, for a tree an hvm guest wrote (its overlay upper, on the way to becoming a layer):
+ *       device nodes other than overlay's whiteouts (char 0:0) are left out, and of the trusted.*
+ *       xattrs only trusted.overlay.opaque is kept, so no guest can place a device node or an
+ *       overlay redirect where the host, or a sandbox qube, would honour it.
  *
  * Exit codes: 0 done (warnings on stderr); 1 usage; 2 a file could not be handled (the message
  * names it); 3 out of memory or descriptors; 4 the tree changed during the walk.
@@ -46,7 +51,7 @@ static struct frame *stack;
 static size_t depth, cap_frames;
 static char *path_buf;       /* the current path relative to the root, for messages and links */
 static size_t path_len, path_cap;
-static int copy_mode, root_dfd = -1, no_cfr;
+static int copy_mode, import_mode, root_dfd = -1, no_cfr;
 static unsigned long base, count;
 
 static void print_path(void) {
@@ -130,6 +135,7 @@ static void copy_xattrs(int from, int to) {
   char *list = grow(NULL, (size_t)n), *val = NULL;
   n = flistxattr(from, list, (size_t)n);
   for (ssize_t i = 0; i < n; i += (ssize_t)strlen(list + i) + 1) {
+    if (import_mode && !strncmp(list + i, "trusted.", 8) && strcmp(list + i, "trusted.overlay.opaque")) continue;
     ssize_t vl = fgetxattr(from, list + i, NULL, 0);
     if (vl < 0) continue;
     val = grow(val, (size_t)vl);
@@ -271,6 +277,11 @@ static void copy_file(int dirfd, const char *name, const struct stat *st, int df
 }
 
 static void copy_entry(int dirfd, const char *name, const struct stat *st, int dfd) {
+  if (import_mode && (S_ISBLK(st->st_mode) || (S_ISCHR(st->st_mode) && st->st_rdev != 0))) {
+    errno = EPERM;
+    warn("left out a device node");
+    return;
+  }
   if (st->st_nlink > 1 && link_earlier(st, dfd, name)) return;
   if (S_ISREG(st->st_mode)) copy_file(dirfd, name, st, dfd);
   else {
@@ -417,11 +428,12 @@ int main(int argc, char **argv) {
     walk(argv[2], NULL);
     return 0;
   }
-  if (argc == 4 && !strcmp(argv[1], "copy")) {
+  if (argc == 4 && (!strcmp(argv[1], "copy") || !strcmp(argv[1], "import"))) {
     copy_mode = 1;
+    import_mode = !strcmp(argv[1], "import");
     walk(argv[2], argv[3]);
     return 0;
   }
-  fputs("usage: isola-tree unshift DIR BASE COUNT | isola-tree copy SRC DST\n", stderr);
+  fputs("usage: isola-tree unshift DIR BASE COUNT | isola-tree copy SRC DST | isola-tree import SRC DST\n", stderr);
   return 1;
 }

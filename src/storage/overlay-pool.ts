@@ -13,7 +13,8 @@ import { unshiftTree } from './id-shift';
 import { collectGarbage, discard, dropAbove, lowerList, pushLayer, readStack, type Layer } from './layer-stack';
 import { mountIdmapped, mountOverlay, unmount, unmountAllUnder } from './mounts';
 import { applyBound, boundOf, emptyDir, makeVolumes, sizeOfDir, volumeDirs, withSquashRoom } from './volume-bounds';
-import { explainFull, growVolumeFs, hasImage, syncVolume, unmountVolumes, volumeFsUsage } from './volume-fs';
+import { explainFull, growVolumeFs, hasImage, imageOf, syncVolume, unmountVolumes, volumeFsUsage } from './volume-fs';
+import { changesFile, importChanges, layeredImage, makeChangesDisk, roomIn, settleForReaders } from './image-volumes';
 import { copyTree, removeTree } from './tree-tool';
 
 const run = promisify(execFile);
@@ -134,7 +135,7 @@ export class OverlayPool implements StoragePool {
   }
 
   async start(q: QubeVolumes, ids: IdRange, form: VolumeForm = 'tree'): Promise<StartedVolumes> {
-    if (form !== 'tree') throw new Error(`pool ${this.name} (${this.driver}) gives volumes as mounted trees only, not as ${form}s`);
+    if (form === 'image') return this.startImage(q, ids);
     const rd = this.runDir(q.uuid);
     await this.cleanupMounts(q.uuid);
     await fs.mkdir(rd, { recursive: true, mode: 0o700 });
@@ -168,6 +169,79 @@ export class OverlayPool implements StoragePool {
     }
   }
 
+  /**
+   * Form `image` (a VM): each volume is its image read-only, layers listed for the guest to stack, and a
+   * scratch disk for the run's changes, sized so that importing them at stop fits in the volume.
+   */
+  private async startImage(q: QubeVolumes, ids: IdRange): Promise<StartedVolumes> {
+    const rd = this.runDir(q.uuid);
+    await this.cleanupMounts(q.uuid);
+    await fs.mkdir(rd, { recursive: true, mode: 0o700 });
+    for (const v of volumeDirs(q)) await applyBound(this.volDir(q.uuid, v), boundOf(q, v));
+    await emptyDir(this.volDir(q.uuid, 'volatile'));
+    try {
+      const rootKind = volumeLayout(q.klass).find((k) => k.name === 'root')!;
+      if (rootKind.snapOnStart && !q.sourceUuid) throw new Error(`qube ${q.uuid}: snapshot root without a source`);
+      const root = rootKind.snapOnStart
+        ? await this.imageOfStack(q.sourceUuid!, 'root', changesFile(this.volDir(q.uuid, 'volatile')), boundOf(q, 'volatile'), rd)
+        : await this.imageOfOrigin(q.uuid, 'root', ids, rd);
+      const priv = await this.imageOfOrigin(q.uuid, 'private', ids, rd);
+      return {
+        root: { name: 'root', readonly: false, image: root.image },
+        private: { name: 'private', readonly: false, image: priv.image },
+        rootRevision: root.revision,
+      };
+    } catch (e) {
+      await this.stopImage(q, false).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async imageOfOrigin(uuid: string, vol: VolumeName, ids: IdRange, rd: string) {
+    const dirty = path.join(this.volDir(uuid, vol), 'dirty');
+    await this.importLeftover(uuid, vol);
+    if (await exists(path.join(dirty, 'upper'))) {
+      // The guest cannot see an uncommitted upper: it is committed now, or the start fails with the data kept.
+      await this.commit(uuid, vol, ids).catch((e: Error) => {
+        throw new Error(`volume ${vol}: the last run's changes are not committed yet (${e.message}); start it as a sandbox or free space`);
+      });
+    }
+    await collectGarbage(this.layers(uuid, vol));
+    const volDir = this.volDir(uuid, vol);
+    return this.imageOfStack(uuid, vol, changesFile(volDir), await roomIn(volDir), rd);
+  }
+
+  private async imageOfStack(srcUuid: string, vol: VolumeName, changes: string, room: number, rd: string) {
+    const volDir = this.volDir(srcUuid, vol);
+    if (!(await hasImage(volDir))) throw new Error(`volume ${srcUuid}:${vol} has no image of its own (made by an older isolad): a VM cannot use it`);
+    const layersDir = this.layers(srcUuid, vol);
+    const stack = await readStack(layersDir);
+    if (stack.length === 0) throw new Error(`volume ${srcUuid}:${vol} has no committed revision`);
+    const top = await fs.stat(path.join(layersDir, stack[stack.length - 1].name));
+    await makeChangesDisk(changes, room, { uid: top.uid, gid: top.gid, mode: top.mode }, rd);
+    await settleForReaders(volDir);
+    return { image: layeredImage(imageOf(volDir), lowerList(stack), changes), revision: stack[stack.length - 1].name };
+  }
+
+  /** A VM's changes that a crash left on their scratch disk join the volume before anything else runs on it. */
+  private async importLeftover(uuid: string, vol: VolumeName): Promise<void> {
+    const volDir = this.volDir(uuid, vol);
+    if (!(await exists(changesFile(volDir)))) return;
+    if (await exists(path.join(volDir, 'dirty', 'upper'))) throw new Error(`volume ${vol}: changes of two runs are pending (${changesFile(volDir)} and dirty/upper); nothing was touched`);
+    await importChanges(changesFile(volDir), volDir, path.join(this.runDir(uuid), `import-${vol}`), this.warn);
+  }
+
+  /** After a VM: the changes of volumes that keep them become their dirty upper; every scratch disk goes. */
+  private async stopImage(q: QubeVolumes, commit: boolean): Promise<void> {
+    await fs.rm(changesFile(this.volDir(q.uuid, 'volatile')), { force: true });
+    for (const k of volumeLayout(q.klass)) {
+      if (k.name === 'volatile' || k.snapOnStart) continue;
+      const volDir = this.volDir(q.uuid, k.name);
+      if (commit && k.saveOnStop) await importChanges(changesFile(volDir), volDir, path.join(this.runDir(q.uuid), `import-${k.name}`), this.warn);
+      else await fs.rm(changesFile(volDir), { force: true });
+    }
+  }
+
   /** Writable view of another volume's committed state; changes go to scratch (discarded). */
   private async mountSnapshot(srcUuid: string, vol: VolumeName, scratch: string, rd: string, as: string, ids: IdRange): Promise<string> {
     const stack = await readStack(this.layers(srcUuid, vol));
@@ -177,6 +251,7 @@ export class OverlayPool implements StoragePool {
   }
 
   private async mountOrigin(uuid: string, vol: VolumeName, rd: string, as: string, ids: IdRange, warnings: string[]): Promise<string> {
+    await this.importLeftover(uuid, vol);
     const layersDir = this.layers(uuid, vol);
     const dirty = path.join(this.volDir(uuid, vol), 'dirty');
     // A run whose commit was interrupted or failed still holds the qube's data: commit it first.
@@ -220,6 +295,7 @@ export class OverlayPool implements StoragePool {
   async stop(q: QubeVolumes, ids: IdRange, commit: boolean): Promise<void> {
     await this.cleanupMounts(q.uuid);
     const failed: string[] = [];
+    await this.stopImage(q, commit).catch((e: Error) => failed.push(`changes of the VM: ${e.message}`));
     for (const k of volumeLayout(q.klass)) {
       if (k.name === 'volatile' || k.snapOnStart) continue;
       try {

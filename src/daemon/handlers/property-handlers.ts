@@ -50,6 +50,10 @@ export function propertyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Ha
       if (name === 'template' && col.powerState(q) !== 'Halted') {
         throw new QubesError('QubesVMNotHaltedError', `Cannot change template of a running qube: ${q.name}`);
       }
+      // The backend and the kernel are chosen at start: a change could only take effect by surprise later.
+      if ((name === 'virt_mode' || name === 'kernel') && col.powerState(q) !== 'Halted' && value !== resolveProperty(q, name, col.world()).value) {
+        throw new QubesError('QubesVMNotHaltedError', `Cannot change ${name} of a running qube: ${q.name}; shut it down first (qvm-shutdown --wait ${q.name})`);
+      }
       // As Qubes without memory hotplug: a sandbox's limit is fixed when it starts.
       if (name === 'maxmem' && col.powerState(q) !== 'Halted' && value !== resolveProperty(q, name, col.world()).value) {
         throw new QubesError('QubesVMNotHaltedError', `Can't change maxmem of VM ${q.name}, because it isn't Halted and memory hotplug is forbidden`);

@@ -52,6 +52,7 @@ struct agent_config {
   const char *default_user;
   unsigned shutdown_timeout;
   int kill_all;
+  int poweroff; /* PID 1 of a VM: power off instead of exiting */
   struct spawn_paths paths;
 };
 

@@ -82,6 +82,7 @@ static void load_config(void) {
     if (!*end && t > 0 && t < 86400) cfg.shutdown_timeout = (unsigned)t;
   }
   /* kill(-1) reaches every process we may signal: only right when this pid namespace is the qube's own. */
+  cfg.poweroff = (v = getenv("ISOLA_AGENT_POWEROFF")) && strcmp(v, "1") == 0;
   cfg.kill_all = getpid() == 1 || ((v = getenv("ISOLA_SHUTDOWN_KILL_ALL")) && strcmp(v, "1") == 0);
   search_path_init(&cfg.paths.services, getenv("ISOLA_SERVICE_PATH"), SERVICE_PATH);
   search_path_init(&cfg.paths.configs, getenv("ISOLA_RPC_CONFIG_PATH"), RPC_CONFIG_PATH);

@@ -1,6 +1,7 @@
 /* Stopping the qube: SIGTERM to every process (kill(-1) when the pid namespace is ours, else only the
  * process groups of our commands), wait until none is alive (zombies don't count) or the grace is over,
- * SIGKILL, exit 0 (which stops the container). */
+ * SIGKILL, exit 0 (which stops the container). As a VM's init (ISOLA_AGENT_POWEROFF=1) it powers off
+ * instead: every filesystem remounted read-only first, so the run's changes are on their disk. */
 #include "agent.h"
 #include "clock.h"
 #include "log.h"
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
 #include <unistd.h>
 
 #define MAX_GROUPS_TRACKED 4096
@@ -109,6 +112,43 @@ static void signal_all(int sig) {
   for (size_t i = 0; i < ngroups; i++) kill(-groups[i], sig);
 }
 
+/* Mount points from /proc/self/mounts, newest last (octal escapes of spaces etc. decoded). */
+static size_t mount_points(char points[][256], size_t max) {
+  FILE *f = fopen("/proc/self/mounts", "re");
+  size_t n = 0;
+  char line[1024];
+  while (f && n < max && fgets(line, sizeof line, f)) {
+    char *p = strchr(line, ' ');
+    if (!p) continue;
+    char *out = points[n], *end = out + 255;
+    for (p++; *p && *p != ' ' && out < end; p++) {
+      if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
+        *out++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+        p += 3;
+      } else *out++ = *p;
+    }
+    *out = 0;
+    n++;
+  }
+  if (f) fclose(f);
+  return n;
+}
+
+static void finish(void) {
+  if (!cfg.poweroff) exit(0);
+  static char points[256][256];
+  sync();
+  /* Newest first: the overlays before the disks beneath them. Busy ones are at least flushed by sync. */
+  for (size_t i = mount_points(points, 256); i-- > 0;) {
+    if (umount2(points[i], 0) && mount(NULL, points[i], NULL, MS_REMOUNT | MS_RDONLY, NULL) && errno != EINVAL)
+      agent_log("cannot unmount or remount read-only %s: %s", points[i], strerror(errno));
+  }
+  sync();
+  agent_log("powering off");
+  reboot(RB_POWER_OFF);
+  exit(1); /* not PID 1 of a kernel after all: the caller's problem, not a hang */
+}
+
 void start_shutdown(unsigned timeout_sec, const char *why) {
   if (shutting_down) return;
   shutting_down = 1;
@@ -128,11 +168,11 @@ void shutdown_tick(int64_t now) {
   next_tick = now + TICK_MS;
   if (!kill_phase) {
     if (others_alive() && now < deadline) return;
-    if (!others_alive()) exit(0);
+    if (!others_alive()) finish();
     agent_log("processes left after the grace period: SIGKILL");
     signal_all(SIGKILL);
     kill_phase = 1;
     return;
   }
-  if (!others_alive() || ++kill_checks >= 20) exit(0);
+  if (!others_alive() || ++kill_checks >= 20) finish();
 }
