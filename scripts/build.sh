@@ -36,7 +36,7 @@ gcc "${HARDENED[@]}" -c -o dist/libexec/mux.o src/native/mux/mux.c
 gcc "${HARDENED[@]}" -pie -o dist/native-test/mux-tool src/native/mux/mux-tool.c src/native/mux/mux.c
 gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror -o dist/native-test/mux-fuzz src/native/mux/mux-fuzz.c src/native/mux/mux.c
 
-COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard)
+COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-pause qvm-unpause qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard)
 mkdir -p bin
 for cmd in "${COMMANDS[@]}"; do
   case "$cmd" in

@@ -12,7 +12,7 @@ export type { AdminClientLike, CliCommand, CliDeps } from './commands/common';
 
 /**
  * Every command by the name it is invoked as, loaded on first use: a CLI process runs one command,
- * so it need not load the other sixteen (≈10 ms of its start). Others add theirs with registerCommand.
+ * so it need not load the other eighteen (≈10 ms of its start). Others add theirs with registerCommand.
  */
 export const COMMANDS: Record<string, () => CliCommand> = {
   'qvm-ls': () => require('./commands/qvm-ls') as CliCommand,
@@ -20,6 +20,8 @@ export const COMMANDS: Record<string, () => CliCommand> = {
   'qvm-start': () => require('./commands/qvm-start') as CliCommand,
   'qvm-shutdown': () => require('./commands/qvm-shutdown') as CliCommand,
   'qvm-kill': () => require('./commands/qvm-kill') as CliCommand,
+  'qvm-pause': () => require('./commands/qvm-pause') as CliCommand,
+  'qvm-unpause': () => require('./commands/qvm-unpause') as CliCommand,
   'qvm-run': () => require('./commands/qvm-run') as CliCommand,
   'qvm-prefs': () => require('./commands/qvm-prefs') as CliCommand,
   'qubes-prefs': () => require('./commands/qubes-prefs') as CliCommand,

@@ -29,6 +29,8 @@ export const ADMIN_METHODS = {
   'admin.vm.Start': c('vm', 'forbidden', 'forbidden', 'local', 'rwx'),
   'admin.vm.Shutdown': c('vm', 'optional', 'forbidden', 'local', 'rwx'),
   'admin.vm.Kill': c('vm', 'forbidden', 'forbidden', 'local', 'rwx'),
+  'admin.vm.Pause': c('vm', 'forbidden', 'forbidden', 'local', 'rwx'),
+  'admin.vm.Unpause': c('vm', 'forbidden', 'forbidden', 'local', 'rwx'),
   'admin.vm.CurrentState': c('any', 'forbidden', 'forbidden', 'local', 'ro'),
   'admin.vm.Run': c('vm', 'required', 'forbidden', 'local', 'rwx', { extension: true }),
   'admin.vm.property.List': c('any', 'forbidden', 'forbidden', 'local', 'ro'),

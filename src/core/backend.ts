@@ -123,4 +123,7 @@ export interface Backend {
   list(): Promise<RuntimeInfo[]>;
   /** Host pids of every process of the qube (for accounting and tests). */
   pids(id: string): Promise<number[]>;
+  /** Freezes every process (qvm-pause): nothing of the qube runs until unpause. */
+  pause(id: string): Promise<void>;
+  unpause(id: string): Promise<void>;
 }

@@ -9,6 +9,7 @@ export type QubesErrorCode =
   | 'QubesVMInUseError'
   | 'QubesVMNotStartedError'
   | 'QubesVMNotRunningError'
+  | 'QubesVMNotPausedError'
   | 'QubesVMNotHaltedError'
   | 'QubesVMShutdownTimeoutError'
   | 'QubesNoTemplateError'

@@ -94,7 +94,8 @@ export class Collection {
     if (q.klass === 'AdminVM') return 'Running';
     const rt = this.store.runtime(q.qid);
     if (!rt) return 'Halted';
-    return rt.state === 'running' ? 'Running' : rt.state === 'starting' ? 'Transient' : 'Halting';
+    if (rt.state === 'running') return rt.paused ? 'Paused' : 'Running';
+    return rt.state === 'starting' ? 'Transient' : 'Halting';
   }
 
   /** Names of qubes and global prefs that refer to q (template, netvm, the dispvm, gui and audio qubes). */

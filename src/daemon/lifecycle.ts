@@ -72,8 +72,40 @@ export class Lifecycle {
 
   agent(q: QubeRecord): AgentListener {
     const a = this.agents.get(q.uuid);
-    if (!a || this.d.collection.powerState(q) !== 'Running') throw new QubesError('QubesVMNotRunningError', `Domain is not running: ${q.name}`);
+    const state = this.d.collection.powerState(q);
+    if (state === 'Paused') throw new QubesError('QubesVMNotRunningError', `Domain '${q.name}' is paused (qvm-unpause ${q.name})`);
+    if (!a || state !== 'Running') throw new QubesError('QubesVMNotRunningError', `Domain is not running: ${q.name}`);
     return a;
+  }
+
+  /** qvm-pause: every process of a running qube stops where it is (Qubes' emergency pause). */
+  async pause(name: string): Promise<void> {
+    const q = this.d.collection.get(name);
+    if (q.klass === 'AdminVM') throw new QubesError('QubesVMError', 'dom0 cannot be paused');
+    await this.locked(q, async () => {
+      const rt = this.runtimeRow(q);
+      if (!rt || rt.state !== 'running' || rt.paused) throw new QubesError('QubesVMNotRunningError', `Domain not running (either powered off or paused): '${name}'`);
+      const backend = this.backendOf(rt);
+      if (!backend) throw new QubesError('QubesVMError', `${name}: its backend (virt_mode ${rt.backend}) is not available in this isolad`);
+      this.d.events.emit(name, 'domain-pre-paused');
+      await backend.pause(rt.runtimeId);
+      this.d.collection.write(() => this.d.collection.store.putRuntime({ ...rt, paused: true }));
+      this.d.events.emit(name, 'domain-paused');
+    });
+  }
+
+  async unpause(name: string): Promise<void> {
+    const q = this.d.collection.get(name);
+    await this.locked(q, async () => {
+      const rt = this.runtimeRow(q);
+      if (!rt?.paused) throw new QubesError('QubesVMNotPausedError', `Domain is not paused: '${name}'`);
+      const backend = this.backendOf(rt);
+      if (!backend) throw new QubesError('QubesVMError', `${name}: its backend (virt_mode ${rt.backend}) is not available in this isolad`);
+      this.d.events.emit(name, 'domain-pre-unpaused');
+      await backend.unpause(rt.runtimeId);
+      this.d.collection.write(() => this.d.collection.store.putRuntime({ ...rt, paused: false }));
+      this.d.events.emit(name, 'domain-unpaused');
+    });
   }
 
   async start(name: string): Promise<void> {
@@ -204,6 +236,10 @@ export class Lifecycle {
     const state = this.d.collection.powerState(q);
     if (q.klass === 'AdminVM') throw new QubesError('QubesVMError', 'dom0 cannot be shut down by isolad');
     if (state === 'Halted') throw new QubesError('QubesVMNotStartedError', `Domain is powered off: ${name}`);
+    if (state === 'Paused') {
+      if (!opts.force) throw new QubesError('QubesVMNotRunningError', `Domain not running (either powered off or paused): '${name}'`);
+      return this.kill(name); // as Qubes: a forced shutdown of a paused qube destroys it
+    }
     // Qubes: a netvm with running qubes behind it stays up unless forced (they then lose their network).
     const users = this.connectedRunning(q);
     if (users.length > 0 && !opts.force) {
@@ -248,6 +284,8 @@ export class Lifecycle {
       if (!rt) return;
       const backend = this.backendOf(rt);
       if (backend) {
+        // Frozen processes take no signal until thawed (the cgroup freezer): thaw first.
+        if (rt.paused) await backend.unpause(rt.runtimeId).catch(() => undefined);
         await backend.signal(rt.runtimeId, 'SIGKILL').catch(() => undefined);
         await waitStopped(backend, rt.runtimeId, 10_000);
       }

@@ -68,4 +68,9 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE qubes ADD COLUMN uid_base INTEGER;
   `,
+  // 4: a running qube may be paused (qvm-pause); an hvm qube records the accelerator it runs under.
+  `
+  ALTER TABLE runtime ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE runtime ADD COLUMN accel TEXT NOT NULL DEFAULT '';
+  `,
 ];

@@ -19,7 +19,15 @@ export interface RuntimeRow {
   backend: string;
   startedAt: number;
   rootRevision: string;
+  /** Frozen by qvm-pause (cgroup freezer, or the VM's CPUs stopped). */
+  paused?: boolean;
+  /** How an hvm qube's CPUs run: 'kvm' or 'tcg' ('' for a sandbox). */
+  accel?: string;
 }
+
+const RUNTIME_COLUMNS = 'qid, state, runtime_id AS runtimeId, backend, started_at AS startedAt, root_revision AS rootRevision, paused, accel';
+type StoredRuntime = Omit<RuntimeRow, 'paused'> & { paused: number };
+const runtimeRow = ({ paused, ...r }: StoredRuntime): RuntimeRow => ({ ...r, paused: paused !== 0 });
 
 export interface DecisionRow {
   at: number;
@@ -173,13 +181,12 @@ export class Store {
   // --- runtime -------------------------------------------------------------
 
   runtimes(): RuntimeRow[] {
-    return this.sql(`SELECT qid, state, runtime_id AS runtimeId, backend, started_at AS startedAt, root_revision AS rootRevision
-      FROM runtime`).all() as RuntimeRow[];
+    return (this.sql(`SELECT ${RUNTIME_COLUMNS} FROM runtime`).all() as StoredRuntime[]).map(runtimeRow);
   }
 
   runtime(qid: number): RuntimeRow | undefined {
-    return this.sql(`SELECT qid, state, runtime_id AS runtimeId, backend, started_at AS startedAt, root_revision AS rootRevision
-      FROM runtime WHERE qid = ?`).get(qid) as RuntimeRow | undefined;
+    const r = this.sql(`SELECT ${RUNTIME_COLUMNS} FROM runtime WHERE qid = ?`).get(qid) as StoredRuntime | undefined;
+    return r && runtimeRow(r);
   }
 
   /** Statements are prepared once: a qrexec call reads runtimes and logs a decision, ~40 µs a prepare. */
@@ -190,10 +197,10 @@ export class Store {
   }
 
   putRuntime(r: RuntimeRow): void {
-    this.sql(`INSERT INTO runtime (qid, state, runtime_id, backend, started_at, root_revision) VALUES (?, ?, ?, ?, ?, ?)
+    this.sql(`INSERT INTO runtime (qid, state, runtime_id, backend, started_at, root_revision, paused, accel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT(qid) DO UPDATE SET state = excluded.state, runtime_id = excluded.runtime_id, backend = excluded.backend,
-      started_at = excluded.started_at, root_revision = excluded.root_revision`)
-      .run(r.qid, r.state, r.runtimeId, r.backend, r.startedAt, r.rootRevision);
+      started_at = excluded.started_at, root_revision = excluded.root_revision, paused = excluded.paused, accel = excluded.accel`)
+      .run(r.qid, r.state, r.runtimeId, r.backend, r.startedAt, r.rootRevision, r.paused ? 1 : 0, r.accel ?? '');
   }
 
   deleteRuntime(qid: number): void {

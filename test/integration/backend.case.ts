@@ -264,6 +264,21 @@ export function runBackendConformance(
       assert.equal(await harness().backend.state(bad.runtimeId), undefined);
     });
 
+    test('pause freezes every process of the qube, unpause lets it go on', async () => {
+      const count = async () => Number((await collect(await agentA.exec('root', 'cat /tmp/isola-count'))).stdout.toString());
+      await collect(await agentA.exec('root', 'i=0; (while :; do i=$((i+1)); echo $i > /tmp/isola-count; sleep 0.05; done) >/dev/null 2>&1 & sleep 0.5'));
+      const before = await count();
+      await harness().backend.pause(a.runtimeId);
+      assert.equal((await harness().backend.state(a.runtimeId))?.status, 'paused');
+      await new Promise((r) => setTimeout(r, 2000));
+      await harness().backend.unpause(a.runtimeId);
+      assert.equal((await harness().backend.state(a.runtimeId))?.status, 'running');
+      const after = await count();
+      assert.ok(after - before < 10, `the counter went from ${before} to ${after} in 2 s of pause (about 40 if it ran)`);
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.ok((await count()) > after, 'it counts again after unpause');
+    });
+
     test('SIGTERM stops a qube and its state becomes stopped', async () => {
       await harness().backend.signal(b.runtimeId, 'SIGTERM');
       await waitFor(async () => (await harness().backend.state(b.runtimeId))?.status === 'stopped', 15_000, 'stopped after SIGTERM');

@@ -70,3 +70,26 @@ describe('qvm-kill', () => {
     }
   });
 });
+
+describe('qvm-pause / qvm-unpause (qubesadmin/tools/qvm_pause.py, qvm_unpause.py)', () => {
+  it('pauses and unpauses the named qubes', async () => {
+    const p = await runCommand('qvm-pause', ['personal', 'sys-net'], { ...LIST, 'admin.vm.Pause': '' });
+    assert.deepEqual([p.code, p.stderr, calls(p).sort()], [0, '', ['admin.vm.Pause personal', 'admin.vm.Pause sys-net']]);
+    const u = await runCommand('qvm-unpause', ['personal'], { ...LIST, 'admin.vm.Unpause': '' });
+    assert.deepEqual([u.code, u.stderr, calls(u)], [0, '', ['admin.vm.Unpause personal']]);
+  });
+
+  it('a failure is "Failed to pause: NAME: MESSAGE", the others still go, exit 1', async () => {
+    const r = await runCommand('qvm-pause', ['work', 'personal'], { ...LIST, 'admin.vm.Pause work': err('QubesVMNotRunningError', "Domain not running (either powered off or paused): 'work'"), 'admin.vm.Pause personal': '' });
+    assert.deepEqual([r.code, r.stderr], [1, "qvm-pause: error: Failed to pause: work: Domain not running (either powered off or paused): 'work'\n"]);
+    const u = await runCommand('qvm-unpause', ['work'], { ...LIST, 'admin.vm.Unpause work': err('QubesVMNotPausedError', "Domain is not paused: 'work'") });
+    assert.deepEqual([u.code, u.stderr], [1, "qvm-unpause: error: Failed to unpause/resume: work: Domain is not paused: 'work'\n"]);
+  });
+
+  it('no qube named: a usage error, nothing paused; --help says what it does', async () => {
+    const r = await runCommand('qvm-pause', [], { ...LIST, 'admin.vm.Pause': '' });
+    assert.deepEqual([r.code, calls(r)], [2, []]);
+    const h = await runCommand('qvm-pause', ['--help'], LIST);
+    assert.match(h.stdout, /Pause qubes/);
+  });
+});

@@ -92,7 +92,6 @@ const BAD_VALUES: [string, string, string, string][] = [
   ['template', '', 'an AppVM needs a template', 'QubesPropertyValueError'],
   ['default_dispvm', 'debian-12', 'not a disposable template', 'QubesPropertyValueError'],
   ['virt_mode', 'pv', 'unknown mode', 'QubesPropertyValueError'],
-  ['virt_mode', 'hvm', 'the vm backend is not available yet', 'QubesPropertyValueError'],
   ['default_user', 'root;rm', 'not a user name', 'QubesPropertyValueError'],
   ['kernel', '../../etc', 'path in a kernel name', 'QubesPropertyValueError'],
   ['uuid', 'x', 'read-only', 'QubesPropertyValueError'],
@@ -150,6 +149,7 @@ test("Qubes' global properties all exist (qubes-prefs)", () => {
     'default_guivm', 'default_audiovm', 'default_netvm', 'default_template', 'updatevm', 'clockvm', 'default_kernel', 'default_dispvm',
     'management_dispvm', 'default_pool', 'default_pool_private', 'default_pool_root', 'default_pool_volatile', 'default_pool_kernel',
     'default_qrexec_timeout', 'default_shutdown_timeout', 'stats_interval', 'check_updates_vm', 'maxmem', 'no_cpus',
+    'default_virt_mode', // Isola's: Qubes has no second backend to choose by default
   ];
   assert.deepEqual(GLOBAL_PROPERTIES.map((p) => p.name).sort(), expected.sort());
 });
@@ -250,7 +250,6 @@ test('values are stored in the form Qubes stores them', () => {
 const MORE_BAD: [string, string, RegExp][] = [
   ['virt_mode', 'pvh', /virt_mode 'pvh' needs Xen; Isola offers 'sandbox' and 'hvm'/],
   ['virt_mode', 'pv', /virt_mode 'pv' needs Xen/],
-  ['virt_mode', 'hvm', /the VM backend is not available yet/],
   ['virt_mode', 'kvm', /Invalid virtualization mode, supported values: sandbox, hvm/],
   ['maxmem', '300', /maxmem \(300\) can not be less than memory \(600\)/], // work's memory comes from its template
   ['memory', '20000', /maxmem \(6000, its default\) can not be less than memory \(20000\)/], // the template's default maxmem
@@ -273,6 +272,36 @@ for (const [prop, value, pattern] of MORE_BAD) {
     assert.throws(() => parsePropertyValue(work, prop, value, w), (e: unknown) => e instanceof QubesError && e.code === 'QubesPropertyValueError' && pattern.test(e.message));
   });
 }
+
+test("virt_mode hvm is taken where the host runs it and refused with the host's reason where it does not", () => {
+  assert.equal(parsePropertyValue(work, 'virt_mode', 'HVM', w), 'hvm', 'no host facts: any real mode');
+  const able = { ...w, virtModeProblem: () => undefined };
+  assert.equal(parsePropertyValue(work, 'virt_mode', 'hvm', able), 'hvm');
+  const unable = { ...w, virtModeProblem: (m: string) => (m === 'hvm' ? 'neither KVM nor TCG runs a guest (qemu-system-x86_64: not found)' : undefined) };
+  assert.throws(() => parsePropertyValue(work, 'virt_mode', 'hvm', unable), /virt_mode 'hvm' is not available on this host: neither KVM nor TCG runs a guest \(qemu-system-x86_64: not found\)/);
+  assert.equal(parsePropertyValue(work, 'virt_mode', 'sandbox', unable), 'sandbox');
+});
+
+test('kernel: an installed one is taken, another is refused naming what is installed (Qubes: not installed)', () => {
+  const k = { ...w, kernels: () => ['6.1.0-50-cloud-amd64'] };
+  assert.equal(parsePropertyValue(work, 'kernel', '6.1.0-50-cloud-amd64', k), '6.1.0-50-cloud-amd64');
+  assert.throws(() => parsePropertyValue(work, 'kernel', '6.1.0-99-amd64', k), /Kernel '6.1.0-99-amd64' not installed \(installed: 6.1.0-50-cloud-amd64\)/);
+  assert.throws(() => parsePropertyValue(work, 'kernel', 'a/b', k), /Kernel name cannot contain '\/'/);
+  assert.equal(parsePropertyValue(work, 'kernel', '', k), '', "empty: the global default's kernel");
+});
+
+test('memory above what the host has is refused when set', () => {
+  const big = { ...work, props: { ...work.props, maxmem: 0 } };
+  assert.throws(() => parsePropertyValue(big, 'memory', '30000', w), /30000 MiB is more than this host has \(24000 MiB\)/);
+});
+
+test('default_virt_mode: new qubes without a template take it; an AppVM keeps its template\'s', () => {
+  const hvmHost = world([tpl, net, work], { default_virt_mode: 'hvm' });
+  assert.equal(resolveProperty(tpl, 'virt_mode', hvmHost).value, 'hvm');
+  assert.equal(resolveProperty(work, 'virt_mode', hvmHost).value, 'hvm', 'through its template');
+  assert.throws(() => parseGlobalValue('default_virt_mode', 'pvh', w, ['default']), /needs Xen/);
+  assert.equal(parseGlobalValue('default_virt_mode', 'HVM', w, ['default']), 'hvm');
+});
 
 test('memory above an explicit maxmem is refused, and fine with maxmem 0', () => {
   const capped = { ...work, props: { ...work.props, maxmem: 1000 } };

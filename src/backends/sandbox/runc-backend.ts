@@ -284,6 +284,17 @@ export class RuncBackend implements Backend {
     throw this.fail(id, `kill ${signal}`, res);
   }
 
+  /** The cgroup freezer: every process of the qube stops where it is, its memory kept. */
+  async pause(id: string): Promise<void> {
+    const res = await this.run(['pause', id]);
+    if (res.code !== 0) throw this.fail(id, 'pause', res);
+  }
+
+  async unpause(id: string): Promise<void> {
+    const res = await this.run(['resume', id]);
+    if (res.code !== 0) throw this.fail(id, 'resume', res);
+  }
+
   async destroy(id: string): Promise<void> {
     this.created.delete(id);
     const res = await this.run(['delete', '--force', id]);

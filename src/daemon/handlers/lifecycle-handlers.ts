@@ -1,4 +1,4 @@
-// admin.vm.Start / Shutdown / Kill: thin adapters over the lifecycle manager.
+// admin.vm.Start / Shutdown / Kill / Pause / Unpause: thin adapters over the lifecycle manager.
 
 import type { AdminMethod } from '../../core/admin-methods';
 import { protocolError } from '../../core/errors';
@@ -19,6 +19,14 @@ export function lifecycleHandlers(d: HandlerDeps): Partial<Record<AdminMethod, H
     },
     'admin.vm.Kill': async (ctx) => {
       await d.lifecycle.kill(ctx.req.dest);
+      return '';
+    },
+    'admin.vm.Pause': async (ctx) => {
+      await d.lifecycle.pause(ctx.req.dest);
+      return '';
+    },
+    'admin.vm.Unpause': async (ctx) => {
+      await d.lifecycle.unpause(ctx.req.dest);
       return '';
     },
   };

@@ -164,6 +164,20 @@ export class FakeBackend implements Backend {
     this.die(id);
   }
 
+  async pause(id: string): Promise<void> {
+    this.call('pause', id);
+    const rt = this.runtimes.get(id);
+    if (rt?.status !== 'running') throw new Error(`qube ${id}: cannot pause: ${rt?.status ?? 'unknown'}`);
+    rt.status = 'paused';
+  }
+
+  async unpause(id: string): Promise<void> {
+    this.call('unpause', id);
+    const rt = this.runtimes.get(id);
+    if (rt?.status !== 'paused') throw new Error(`qube ${id}: cannot unpause: ${rt?.status ?? 'unknown'}`);
+    rt.status = 'running';
+  }
+
   async destroy(id: string): Promise<void> {
     this.call('destroy', id);
     this.die(id);
