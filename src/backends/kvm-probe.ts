@@ -7,6 +7,7 @@ import { release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { baseInitramfs } from './vm/initramfs';
 import type { KernelInfo } from './vm/kernel-store';
+import { guestCmdline, hostTscKhz, Machine } from './vm/guest-cmdline';
 
 export interface CommandResult {
   /** Exit code; null if killed by a signal or by the timeout. */
@@ -151,7 +152,7 @@ export async function probeKvm(opts: KvmProbeOptions = {}): Promise<KvmProbe> {
 // ---- The real probe: boot the guest kernel (a boot sector runs where Linux hangs, docs/vm-boot-notes.md).
 
 export type Accel = 'kvm' | 'tcg';
-export type Machine = 'microvm' | 'q35';
+export type { Machine };
 
 export interface AccelDecision {
   accel: Accel | null;
@@ -248,7 +249,7 @@ export function linuxBootArgs(kernel: KernelInfo, initrd: string, machine: Machi
   return [
     '-M', machine, '-accel', accel, ...(cpuHost ? ['-cpu', 'host'] : []), '-m', '256',
     '-nodefaults', '-no-reboot', '-display', 'none', '-monitor', 'none', '-serial', 'stdio',
-    '-kernel', kernel.vmlinuz, '-initrd', initrd, '-append', 'console=ttyS0 panic=-1 quiet',
+    '-kernel', kernel.vmlinuz, '-initrd', initrd, '-append', guestCmdline(machine, { tscKhz: hostTscKhz() }),
   ];
 }
 

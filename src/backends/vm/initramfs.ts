@@ -98,7 +98,9 @@ export async function baseInitramfs(opts: BaseInitramfsOptions): Promise<string>
   const partial = `${file}.partial-${process.pid}-${Date.now()}`;
   try {
     // Level 6: the kernel inflates it at every boot; level 9 buys little, level 1 costs ~10 % more bytes.
-    await fsp.writeFile(partial, gzipSync(cpioArchive(entries), { level: 6 }));
+    const gz = gzipSync(cpioArchive(entries), { level: 6 });
+    // Linux looks for an appended uncompressed archive only at a 4-byte offset, skipping zeros up to it.
+    await fsp.writeFile(partial, Buffer.concat([gz, Buffer.alloc((4 - (gz.length % 4)) % 4)]));
     await fsp.rename(partial, file);
   } finally {
     await fsp.rm(partial, { force: true });
@@ -110,4 +112,17 @@ export async function baseInitramfs(opts: BaseInitramfsOptions): Promise<string>
 export function qubeArchive(files: { name: string; mode: number; data: Buffer }[]): Buffer {
   const entries: CpioEntry[] = files.map((f) => ({ name: cpioName(f.name), mode: S_IFREG | (f.mode & 0o7777), data: f.data }));
   return cpioArchive([...parentDirs(entries.map((e) => e.name)), ...entries]);
+}
+
+/** Writes base + per-qube archive to dest (QEMU's -initrd takes one file); dest's directory must exist. */
+export async function writeQubeInitramfs(base: string, qube: Buffer, dest: string): Promise<void> {
+  const baseBytes = await fsp.readFile(base);
+  const pad = Buffer.alloc((4 - (baseBytes.length % 4)) % 4);
+  const partial = `${dest}.partial-${process.pid}`;
+  try {
+    await fsp.writeFile(partial, Buffer.concat([baseBytes, pad, qube]), { mode: 0o600 });
+    await fsp.rename(partial, dest);
+  } finally {
+    await fsp.rm(partial, { force: true });
+  }
 }

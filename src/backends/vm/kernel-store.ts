@@ -93,13 +93,15 @@ async function download(pkg: string, dir: string, log: (l: string) => void): Pro
 }
 
 /** The versioned image package: apt's lists when it has them, else the cached metapackage's Depends. */
-async function resolveImagePackage(debs: string, log: (l: string) => void): Promise<string> {
-  const fromApt = await run('apt-cache', ['depends', META_PACKAGE]).then((r) => versionedImagePackage(r.stdout), () => undefined);
+async function resolveImagePackage(debs: string, log: (l: string) => void, offline: boolean): Promise<string> {
+  const fromApt = offline ? undefined : await run('apt-cache', ['depends', META_PACKAGE]).then((r) => versionedImagePackage(r.stdout), () => undefined);
   if (fromApt) {
     log(`${META_PACKAGE} is ${fromApt} (apt-cache)`);
     return fromApt;
   }
-  const meta = (await debIn(debs, META_PACKAGE)) ?? (await download(META_PACKAGE, debs, log));
+  const cachedMeta = await debIn(debs, META_PACKAGE);
+  if (!cachedMeta && offline) throw new Error(`offline: no ${META_PACKAGE}_*.deb in ${debs}`);
+  const meta = cachedMeta ?? (await download(META_PACKAGE, debs, log));
   const depends = (await run('dpkg-deb', ['-f', meta, 'Depends'])).stdout;
   const pkg = versionedImagePackage(depends);
   if (!pkg) throw new Error(`${meta}: no linux-image-VERSION in Depends: ${depends.trim()}`);
@@ -150,6 +152,8 @@ export interface EnsureKernelOptions {
   home: string;
   cacheDir: string;
   log?: (line: string) => void;
+  /** Use the metapackage and image .debs already in cacheDir/kernels, never apt (tests; air-gapped hosts). */
+  offline?: boolean;
 }
 
 /** Installs (once) and returns the default guest kernel. */
@@ -157,14 +161,16 @@ export async function ensureDefaultKernel(opts: EnsureKernelOptions): Promise<Ke
   const log = opts.log ?? (() => undefined);
   const debs = join(opts.cacheDir, 'kernels');
   await fsp.mkdir(debs, { recursive: true });
-  const pkg = await resolveImagePackage(debs, log);
+  const pkg = await resolveImagePackage(debs, log, opts.offline ?? false);
   const version = releaseOfPackage(pkg);
   const installed = await kernelInfo(opts.home, version);
   if (installed) {
     log(`kernel ${version} already installed in ${installed.dir}`);
     return installed;
   }
-  const deb = (await debIn(debs, pkg)) ?? (await download(pkg, debs, log));
+  const cachedDeb = await debIn(debs, pkg);
+  if (!cachedDeb && opts.offline) throw new Error(`offline: no ${pkg}_*.deb in ${debs}`);
+  const deb = cachedDeb ?? (await download(pkg, debs, log));
   const kernels = join(opts.home, 'kernels');
   await fsp.mkdir(kernels, { recursive: true });
   const unpacked = await fsp.mkdtemp(join(tmpdir(), 'isola-kernel-deb-'));
@@ -176,6 +182,8 @@ export async function ensureDefaultKernel(opts: EnsureKernelOptions): Promise<Ke
     const order = await keepGuestFiles(unpacked, version, staging);
     log(`kept vmlinuz and ${order.length} modules: ${order.join(' ')}`);
     const dir = join(kernels, version);
+    // mkdtemp made it 0700; QEMU may run as another user.
+    await fsp.chmod(staging, 0o755);
     await fsp.rename(staging, dir).catch(async (e: NodeJS.ErrnoException) => {
       // Another install won the race: its copy is as good as ours.
       if (e.code !== 'ENOTEMPTY' && e.code !== 'EEXIST') throw e;
