@@ -4,7 +4,8 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
-import { probeKvm, runCommand, KvmProbe } from './kvm-probe';
+import { probeAccelerator, probeKvm, runCommand, KvmProbe } from './kvm-probe';
+import { listKernels } from './vm/kernel-store';
 
 export interface ProbeResult {
   name: string;
@@ -18,8 +19,10 @@ export interface ProbeOptions {
   isolaHome?: string;
   /** Path of the idmapped-mount helper, if the sandbox backend ships one. */
   idmapHelper?: string;
-  /** Leave out the KVM check: it boots a real guest (3-4 s on a nested host). */
+  /** Leave out the KVM check: it boots a real guest (3-4 s on a nested host; 15 s more where KVM hangs). */
   skipKvm?: boolean;
+  /** Where the accelerator probe keeps its initramfs and result. Default `$ISOLA_CACHE` or /var/cache/isola. */
+  cacheDir?: string;
 }
 
 /** Name of the KVM result, for callers that treat a missing KVM as a warning (TCG still works). */
@@ -230,10 +233,23 @@ async function nftCheck(): Promise<ProbeResult> {
   return r.code === 0 ? base : { ...base, ok: false, detail: `${base.detail}; kernel: ${firstLine(r.stderr)}`, fix: 'modprobe nf_tables' };
 }
 
-async function kvmCheck(): Promise<ProbeResult> {
+/** Which accelerator hvm qubes get: the real guest kernel is booted when one is installed. */
+async function kvmCheck(isolaHome: string, cacheDir: string): Promise<ProbeResult> {
   const name = KVM_CHECK_NAME;
+  const [kernel] = await listKernels(isolaHome);
+  if (kernel) {
+    const r = await probeAccelerator({ kernel, cacheDir, machine: 'microvm', cacheFile: join(cacheDir, 'accel-probe.json') });
+    const detail = r.reason.replace(/^KVM: /, '') + (r.cached ? ' (cached)' : '');
+    if (r.accel === 'kvm') return { name, ok: true, detail };
+    const fix = r.accel === null
+      ? 'apt-get install -y qemu-system-x86'
+      : 'hvm qubes run under TCG (slow); for KVM: load kvm_intel/kvm_amd, enable nested virtualisation on the outer host';
+    return { name, ok: false, detail, fix };
+  }
+  // No guest kernel yet: only the boot sector can run, and it runs where Linux may still hang.
   const p: KvmProbe = await probeKvm();
-  if (p.kvm) return { name, ok: true, detail: p.detail };
+  const untried = '; a Linux guest not tried yet (no guest kernel in ISOLA_HOME/kernels)';
+  if (p.kvm) return { name, ok: true, detail: p.detail + untried };
   const fix = !p.tcg
     ? 'apt-get install -y qemu-system-x86'
     : /Permission denied/.test(p.attempts.kvm.error)
@@ -273,6 +289,7 @@ async function storageCheck(isolaHome: string): Promise<ProbeResult> {
 
 export async function probeHost(opts: ProbeOptions = {}): Promise<ProbeResult[]> {
   const isolaHome = opts.isolaHome ?? process.env.ISOLA_HOME ?? '/var/lib/isola';
+  const cacheDir = opts.cacheDir ?? (process.env.ISOLA_CACHE || '/var/cache/isola');
   // A check that throws is a failed check, never a failed report.
   const guard = (name: string, p: Promise<ProbeResult>) =>
     p.catch((e: Error): ProbeResult => ({ name, ok: false, detail: `probe failed: ${e.message.split('\n')[0]}` }));
@@ -290,7 +307,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<ProbeResult[]>
     guard('nftables', nftCheck()),
     guard('iproute2', toolCheck('iproute2', 'ip', ['-V'], 'iproute2')),
     guard('QEMU', toolCheck('QEMU', 'qemu-system-x86_64', ['--version'], 'qemu-system-x86')),
-    opts.skipKvm ? undefined : guard(KVM_CHECK_NAME, kvmCheck()),
+    opts.skipKvm ? undefined : guard(KVM_CHECK_NAME, kvmCheck(isolaHome, cacheDir)),
     guard('memory', memoryCheck()),
     guard('disk', diskCheck(isolaHome)),
     guard('storage', storageCheck(isolaHome)),
