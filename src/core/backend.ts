@@ -123,4 +123,8 @@ export interface Backend {
   list(): Promise<RuntimeInfo[]>;
   /** Host pids of every process of the qube (for accounting and tests). */
   pids(id: string): Promise<number[]>;
+  /** Freezes a running qube (state 'paused'); a backend without it cannot pause. */
+  pause?(id: string): Promise<void>;
+  /** Resumes a paused qube. */
+  unpause?(id: string): Promise<void>;
 }

@@ -24,7 +24,7 @@ export interface VmDescription {
   cmdline: string;
   /** Root's disks then private's, flattened: index i is the guest's disk with serial isola-d<i>. */
   disks: VmDisk[];
-  /** The qube's run dir: QEMU's sockets live here. */
+  /** The qube's run dir (root's): QEMU's sockets live in its `sock` subdirectory, the only one QEMU can write. */
   runDir: string;
 }
 
@@ -32,12 +32,17 @@ export interface VmDescription {
 export const AGENT_PORT = 'org.isola.agent';
 export const CLIENT_PORT = 'org.isola.client';
 
+/** The one directory of the run dir that QEMU (as the qube's uid) may write: it holds QEMU's sockets. */
+export function socketDir(runDir: string): string {
+  return path.join(runDir, 'sock');
+}
+
 export function qmpSocket(runDir: string): string {
-  return path.join(runDir, 'qmp.sock');
+  return path.join(socketDir(runDir), 'qmp.sock');
 }
 
 export function serialSockets(runDir: string): { agent: string; client: string } {
-  return { agent: path.join(runDir, 'agent.sock'), client: path.join(runDir, 'client.sock') };
+  return { agent: path.join(socketDir(runDir), 'agent.sock'), client: path.join(socketDir(runDir), 'client.sock') };
 }
 
 /** QEMU's option syntax: a comma inside a value is written twice. */
