@@ -1,12 +1,17 @@
 /* isola-vmm-jail: runs an hvm qube's QEMU with the least privilege, as Firecracker's jailer does.
  * Usage: isola-vmm-jail --uid U --gid G --state-dir DIR [--ro PATH]... [--rw PATH]... [--dev PATH]...
- *                       -- QEMU [ARG...]
+ *                       [--disk-{ro,rw}[-direct] FILE]... -- QEMU [ARG...]
  * QEMU is what a guest attacks first; if it falls, the attacker must find itself as an unprivileged uid
  * of its own (the qube's), without capabilities, in new mount, pid, ipc, uts and network namespaces whose
  * root is an empty read-only tmpfs holding only the listed binds (each at its own path: QEMU's arguments
  * need no rewriting). --ro/--rw bind a file or directory read-only/read-write (nosuid, nodev); --dev binds
  * a device node (/dev/null, /dev/kvm). The binds are opened before the new root exists, and mounted from
- * those descriptors, so a path swapped after the check cannot redirect a bind.
+ * those descriptors, so a path swapped after the check cannot redirect a bind. Disks are not bound: the
+ * jail opens each (as root) and QEMU inherits disk i, in the order given, read-only as descriptor 3+2i
+ * and, if writable, read-write as 4+2i (QEMU opens an image read-only first, then reopens it for
+ * writing): QEMU's `-add-fd fd=3+2i,set=i+1`, `file=/dev/fdset/i+1`. QEMU needs no permission on the image
+ * file, cannot reach its directory, and cannot open a read-only disk for writing. `-direct` opens with
+ * O_DIRECT, which QEMU's cache.direct=on needs on the descriptor itself (it cannot add it to a dup).
  * Detaches: forks a supervisor in a new session that stays outside the namespaces (waits for QEMU and
  * records how it ended), writes DIR/pid (QEMU's host pid) once QEMU is exec'd, and exits 0; a failure
  * before the exec goes to DIR/error (one line) and exit 1. When QEMU ends, DIR/exit says how
@@ -31,6 +36,9 @@
 #include <linux/capability.h>
 
 #define MAX_BINDS 64
+#define MAX_DISKS 32
+#define FIRST_DISK_FD 3
+#define HIGH_FD 256
 #define NEW_ROOT "/tmp"
 
 enum kind { RO, RW, DEV };
@@ -43,6 +51,8 @@ struct bind {
 
 static struct bind binds[MAX_BINDS];
 static int nbinds;
+static int disk_fds[2 * MAX_DISKS]; /* read-only, read-write (-1 for a read-only disk) */
+static int ndisks;
 static int state_fd = -1;
 static int report_fd = -1; /* the child's error line goes to the supervisor through this pipe */
 
@@ -159,8 +169,39 @@ static void drop_privileges(unsigned long uid, unsigned long gid) {
   if (setuid(0) == 0) die("still able to become root");
 }
 
+/* Out of the way of 3..3+ndisks, where QEMU expects the disks. */
+static int move_high(int fd) {
+  int hi = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD);
+  if (hi < 0) die("dup: %s", strerror(errno));
+  close(fd);
+  return hi;
+}
+
+/* Disks at 3+2i and 4+2i for QEMU, everything else closed at exec. */
+static void place_disks(void) {
+  for (int d = 0; d < 2 * ndisks; d++) {
+    if (disk_fds[d] < 0) close(FIRST_DISK_FD + d);
+    else if (dup2(disk_fds[d], FIRST_DISK_FD + d) < 0) die("dup2 disk %d: %s", d / 2, strerror(errno));
+  }
+  if (close_range(FIRST_DISK_FD + 2 * (unsigned)ndisks, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+    for (int fd = FIRST_DISK_FD + 2 * ndisks; fd < 4096; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+static int open_disk(const char *path, int mode) {
+  int fd = open(path, mode | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) die("disk %s: %s", path, strerror(errno));
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) die("disk %s: not a file or block device", path);
+  /* O_NONBLOCK only kept a FIFO planted at the path from blocking the open. */
+  if (fcntl(fd, F_SETFL, mode & O_DIRECT) != 0) die("disk %s: %s", path, strerror(errno));
+  return fd;
+}
+
 /* In the new namespaces, as pid 1: builds the root, drops everything, becomes QEMU. */
 static void jail_child(unsigned long uid, unsigned long gid, char **argv) {
+  report_fd = move_high(report_fd);
+  for (int d = 0; d < 2 * ndisks; d++)
+    if (disk_fds[d] >= 0) disk_fds[d] = move_high(disk_fds[d]);
   if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) != 0) die("unshare: %s", strerror(errno));
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("make mounts private: %s", strerror(errno));
   if (sethostname("isola-vmm", 9) != 0) die("sethostname: %s", strerror(errno));
@@ -177,6 +218,7 @@ static void jail_child(unsigned long uid, unsigned long gid, char **argv) {
   if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
     die("remount root read-only: %s", strerror(errno));
   drop_privileges(uid, gid);
+  place_disks();
   char *envp[] = {"PATH=/usr/bin", NULL};
   execve(argv[0], argv, envp);
   die("exec %s: %s", argv[0], strerror(errno));
@@ -254,6 +296,13 @@ int main(int argc, char **argv) {
       if (nbinds == MAX_BINDS) die("more than %d binds", MAX_BINDS);
       if (!safe_path(val)) die("bind '%s': not an absolute path without . or ..", val);
       binds[nbinds++] = (struct bind){val, a[2] == 'r' ? (a[3] == 'o' ? RO : RW) : DEV, -1, 0};
+    } else if (strncmp(a, "--disk-r", 8) == 0 && (!strcmp(a + 8, "o") || !strcmp(a + 8, "w") || !strcmp(a + 8, "o-direct") || !strcmp(a + 8, "w-direct"))) {
+      if (ndisks == MAX_DISKS) die("more than %d disks", MAX_DISKS);
+      if (!safe_path(val)) die("disk '%s': not an absolute path without . or ..", val);
+      int direct = a[9] == '-' ? O_DIRECT : 0;
+      disk_fds[2 * ndisks] = open_disk(val, O_RDONLY | direct);
+      disk_fds[2 * ndisks + 1] = a[8] == 'w' ? open_disk(val, O_RDWR | direct) : -1;
+      ndisks++;
     } else die("unknown option %s", a);
   }
   if (!state_dir || !safe_path(state_dir)) die("--state-dir: an absolute path without . or .. is required");

@@ -26,9 +26,11 @@ test('microvm under TCG: the exact command line', () => {
     '-kernel', '/k/vmlinuz', '-initrd', '/k/initrd', '-append', 'console=ttyS0 quiet',
     '-chardev', 'stdio,id=console,signal=off', '-serial', 'chardev:console',
     '-chardev', 'socket,id=qmp,path=/run/isola-vm/i/work.3/sock/qmp.sock,server=on,wait=off', '-mon', 'chardev=qmp,mode=control',
-    '-drive', 'file=/pool/tpl/root.img,if=none,id=d0,format=raw,cache.direct=on,discard=unmap,readonly=on,file.locking=off',
+    '-add-fd', 'fd=3,set=1,opaque=/pool/tpl/root.img',
+    '-drive', 'file=/dev/fdset/1,if=none,id=d0,format=raw,cache.direct=on,discard=unmap,readonly=on,file.locking=off',
     '-device', 'virtio-blk-device,drive=d0,serial=isola-d0',
-    '-drive', 'file=/pool/work/private,,1.img,if=none,id=d1,format=raw,cache.direct=off,discard=unmap',
+    '-add-fd', 'fd=5,set=2,opaque=/pool/work/private,,1.img', '-add-fd', 'fd=6,set=2,opaque=/pool/work/private,,1.img',
+    '-drive', 'file=/dev/fdset/2,if=none,id=d1,format=raw,cache.direct=off,discard=unmap',
     '-device', 'virtio-blk-device,drive=d1,serial=isola-d1',
     '-device', 'virtio-serial-device,max_ports=3',
     '-chardev', 'socket,id=agent,path=/run/isola-vm/i/work.3/sock/agent.sock,server=on,wait=off',
@@ -49,9 +51,9 @@ test('q35 under KVM uses PCI devices and the host CPU', () => {
 });
 
 test('a writable disk keeps QEMU\'s image lock, so two QEMUs cannot write one image', () => {
-  const rw = diskArgs('q35', [base.disks[1]])[1];
+  const rw = diskArgs('q35', [base.disks[1]])[5];
   assert.doesNotMatch(rw, /locking=off|readonly/);
-  assert.match(diskArgs('q35', [base.disks[0]])[1], /readonly=on,file.locking=off/);
+  assert.match(diskArgs('q35', [base.disks[0]])[3], /readonly=on,file.locking=off/);
 });
 
 test('disks are numbered in order, root first: the guest finds them by serial', () => {
@@ -66,9 +68,12 @@ test('the serial sockets live in the run dir\'s sock subdirectory', () => {
 
 test('the jail refuses relative paths and .. in any bind', () => {
   for (const bad of ['rel/file', '/a/../etc/shadow', '/a/./b', '/', '/a\0b']) assert.throws(() => checkJailPath(bad, 'bind'), /not an absolute path/);
-  const argv = jailArgv({ uid: 5, gid: 6, stateDir: '/s', ro: ['/r'], rw: ['/w'], devices: ['/dev/null'], qemu: '/q', args: ['-x'] });
-  assert.deepEqual(argv, ['--uid', '5', '--gid', '6', '--state-dir', '/s', '--ro', '/r', '--rw', '/w', '--dev', '/dev/null', '--', '/q', '-x']);
-  assert.throws(() => jailArgv({ uid: 5, gid: 6, stateDir: '/s', ro: ['/pool/../home'], rw: [], devices: [], qemu: '/q', args: [] }), /read-only bind/);
+  const disks = [{ file: '/p/root.img', readonly: true }, { file: '/p/private.img', readonly: false, direct: true }];
+  const argv = jailArgv({ uid: 5, gid: 6, stateDir: '/s', ro: ['/r'], rw: ['/w'], devices: ['/dev/null'], disks, qemu: '/q', args: ['-x'] });
+  assert.deepEqual(argv, ['--uid', '5', '--gid', '6', '--state-dir', '/s', '--ro', '/r', '--rw', '/w', '--dev', '/dev/null',
+    '--disk-ro', '/p/root.img', '--disk-rw-direct', '/p/private.img', '--', '/q', '-x']);
+  assert.throws(() => jailArgv({ uid: 5, gid: 6, stateDir: '/s', ro: ['/pool/../home'], rw: [], devices: [], disks: [], qemu: '/q', args: [] }), /read-only bind/);
+  assert.throws(() => jailArgv({ uid: 5, gid: 6, stateDir: '/s', ro: [], rw: [], devices: [], disks: [{ file: 'x.img', readonly: true }], qemu: '/q', args: [] }), /disk/);
 });
 
 test('how QEMU ended, in words', () => {

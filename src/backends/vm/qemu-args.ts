@@ -55,13 +55,21 @@ function dev(machine: VmMachine, kind: 'blk' | 'serial' | 'rng'): string {
   return `virtio-${kind}-${machine === 'microvm' ? 'device' : 'pci'}`;
 }
 
+/**
+ * isola-vmm-jail hands QEMU disk i, opened by root, read-only as descriptor 3+2i and, if writable,
+ * read-write as 4+2i (QEMU opens read-only first, then reopens to write): QEMU sees no image path.
+ */
+export const FIRST_DISK_FD = 3;
+
 export function diskArgs(machine: VmMachine, disks: readonly VmDisk[]): string[] {
   const out: string[] = [];
   disks.forEach((d, i) => {
     // Read-only files may be shared by many qubes at once (a template's root): QEMU's image lock
     // would refuse the second; a writable one keeps it, so two QEMUs can never write one image.
-    const drive = [`file=${v(d.file)}`, `if=none`, `id=d${i}`, `format=raw`, `cache.direct=${d.direct ? 'on' : 'off'}`, 'discard=unmap'];
+    const drive = [`file=/dev/fdset/${i + 1}`, `if=none`, `id=d${i}`, `format=raw`, `cache.direct=${d.direct ? 'on' : 'off'}`, 'discard=unmap'];
     if (d.readonly) drive.push('readonly=on', 'file.locking=off');
+    out.push('-add-fd', `fd=${FIRST_DISK_FD + 2 * i},set=${i + 1},opaque=${v(d.file)}`);
+    if (!d.readonly) out.push('-add-fd', `fd=${FIRST_DISK_FD + 2 * i + 1},set=${i + 1},opaque=${v(d.file)}`);
     out.push('-drive', drive.join(','));
     out.push('-device', `${dev(machine, 'blk')},drive=d${i},serial=isola-d${i}`);
   });

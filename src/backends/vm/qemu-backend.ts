@@ -56,6 +56,23 @@ export function exitReason(jailLine: string | undefined, shutdown?: string): str
   return `QEMU ended (status unknown)${after}`;
 }
 
+/** The console's last line (the relay has escaped it: printable ASCII only), for start errors. */
+function lastLogLine(file: string): string | undefined {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const buf = Buffer.alloc(Math.min(size, 4096));
+      fs.readSync(fd, buf, 0, buf.length, size - buf.length);
+      return buf.toString('latin1').trim().split('\n').at(-1)?.slice(0, 300);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+}
+
 export class QemuBackend implements Backend {
   readonly virtMode = 'hvm' as const;
   readonly volumeForm = 'image' as const;
@@ -154,13 +171,13 @@ export class QemuBackend implements Backend {
     if (this.started(id)) throw new Error(`qube ${d.name}: already started`);
     const dir = this.runDir(id);
     const devices = ['/dev/null', '/dev/zero', '/dev/urandom', ...(d.accel === 'kvm' ? ['/dev/kvm'] : [])];
-    const ro = [...systemBinds(this.qemu), d.kernel, d.initrd, ...d.disks.filter((x) => x.readonly).map((x) => x.file)];
-    const rw = [socketDir(dir), ...d.disks.filter((x) => !x.readonly).map((x) => x.file)];
+    const ro = [...systemBinds(this.qemu), d.kernel, d.initrd];
+    const rw = [socketDir(dir)];
     const t0 = Date.now();
     let pid: number;
     try {
       pid = await startJailed(
-        { uid: d.uid, gid: d.gid, stateDir: dir, ro, rw, devices, qemu: this.qemu, args: qemuArgs(d) },
+        { uid: d.uid, gid: d.gid, stateDir: dir, ro, rw, devices, disks: d.disks, qemu: this.qemu, args: qemuArgs(d) },
         { jail: this.jail, logRelay: this.logRelay, logFile: d.logFile, logMaxBytes: GUEST_LOG_MAX_BYTES, logKeep: GUEST_LOG_KEEP, timeoutMs: 30_000 },
       );
     } catch (err) {
@@ -184,7 +201,8 @@ export class QemuBackend implements Backend {
     for (;;) {
       if (!isAlive(s.pid, s.startTime)) {
         const exit = jailExit(this.runDir(id));
-        throw new Error(`qube ${d.name}: ${exitReason(exit)} before QMP was ready (log: ${d.logFile})`);
+        const last = lastLogLine(d.logFile);
+        throw new Error(`qube ${d.name}: ${exitReason(exit)} before QMP was ready${last ? `: ${last}` : ''} (log: ${d.logFile})`);
       }
       try {
         await this.connectQmp(id);

@@ -15,6 +15,8 @@ export interface JailSpec {
   ro: string[];
   rw: string[];
   devices: string[];
+  /** Opened by the jail and given to QEMU as descriptors 3, 4, … in this order (qemu-args' -add-fd). */
+  disks: { file: string; readonly: boolean; direct?: boolean }[];
   qemu: string;
   args: string[];
 }
@@ -63,6 +65,7 @@ export function jailArgv(spec: JailSpec): string[] {
   for (const p of spec.ro) out.push('--ro', checkJailPath(p, 'read-only bind'));
   for (const p of spec.rw) out.push('--rw', checkJailPath(p, 'read-write bind'));
   for (const p of spec.devices) out.push('--dev', checkJailPath(p, 'device'));
+  for (const d of spec.disks) out.push(`--disk-${d.readonly ? 'ro' : 'rw'}${d.direct ? '-direct' : ''}`, checkJailPath(d.file, 'disk'));
   out.push('--', checkJailPath(spec.qemu, 'QEMU binary'), ...spec.args);
   return out;
 }
