@@ -22,6 +22,11 @@ export interface VmDescription {
   kernel: string;
   initrd: string;
   cmdline: string;
+  /**
+   * The host's TSC rate (kHz): under TCG the guest reads the host's TSC, and microvm has no HPET or
+   * PM timer to calibrate it against; the PIT calibration fails on a busy host and the boot then hangs.
+   */
+  tscKhz?: number;
   /** Root's disks then private's, flattened: index i is the guest's disk with serial isola-d<i>. */
   disks: VmDisk[];
   /** The qube's run dir (root's): QEMU's sockets live in its `sock` subdirectory, the only one QEMU can write. */
@@ -51,7 +56,7 @@ function v(value: string): string {
 }
 
 /** microvm has no PCI: its devices are virtio-mmio (`-device`); q35's are PCI. */
-function dev(machine: VmMachine, kind: 'blk' | 'serial' | 'rng'): string {
+function dev(machine: VmMachine, kind: 'blk' | 'serial'): string {
   return `virtio-${kind}-${machine === 'microvm' ? 'device' : 'pci'}`;
 }
 
@@ -83,6 +88,11 @@ function machineArgs(d: VmDescription): string[] {
   return ['-M', m, ...accel, '-m', `${d.memoryMiB}M`, '-smp', String(d.vcpus)];
 }
 
+export function bootCmdline(d: VmDescription): string {
+  const needsTsc = d.machine === 'microvm' && d.accel === 'tcg' && d.tscKhz && !/\btsc_early_khz=/.test(d.cmdline);
+  return needsTsc ? `${d.cmdline} tsc_early_khz=${Math.round(d.tscKhz!)}` : d.cmdline;
+}
+
 /** The full argv after the QEMU binary. */
 export function qemuArgs(d: VmDescription): string[] {
   const sockets = serialSockets(d.runDir);
@@ -93,7 +103,7 @@ export function qemuArgs(d: VmDescription): string[] {
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
     // Once running, QEMU needs none of this; a guest that takes it over gets none of it either.
     '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
-    '-kernel', d.kernel, '-initrd', d.initrd, '-append', d.cmdline,
+    '-kernel', d.kernel, '-initrd', d.initrd, '-append', bootCmdline(d),
     // The console (ttyS0) on stdout, which the log relay reads; stdin is an empty pipe.
     '-chardev', 'stdio,id=console,signal=off', '-serial', 'chardev:console',
     ...serverSocket('qmp', qmpSocket(d.runDir)), '-mon', 'chardev=qmp,mode=control',
@@ -101,7 +111,5 @@ export function qemuArgs(d: VmDescription): string[] {
     '-device', `${dev(d.machine, 'serial')},max_ports=3`,
     ...serverSocket('agent', sockets.agent), '-device', `virtserialport,chardev=agent,name=${AGENT_PORT}`,
     ...serverSocket('client', sockets.client), '-device', `virtserialport,chardev=client,name=${CLIENT_PORT}`,
-    // The guest's entropy: without it the kernel's CRNG waits seconds at boot under TCG.
-    '-object', 'rng-random,id=rng,filename=/dev/urandom', '-device', `${dev(d.machine, 'rng')},rng=rng`,
   ];
 }

@@ -9,7 +9,7 @@ import type { IdRange } from '../../core/volumes';
 import { GUEST_LOG_KEEP, GUEST_LOG_MAX_BYTES } from '../sandbox/runc-backend';
 import { qemuArgs, qmpSocket, serialSockets, socketDir, type VmAccel, type VmDescription, type VmMachine } from './qemu-args';
 import { QmpClient } from './qmp';
-import { hostMemMiB, isAlive, killVerified, procStat, supportsDirectIo, waitGone } from './vm-proc';
+import { hostMemMiB, hostTscKhz, isAlive, killVerified, procStat, supportsDirectIo, waitGone } from './vm-proc';
 import { checkJailPath, jailExit, startJailed, systemBinds } from './vmm-jail';
 
 export interface QemuBackendOptions {
@@ -130,7 +130,7 @@ export class QemuBackend implements Backend {
     const desc: Described = {
       runtimeId: id, name: launch.name, machine: this.opts.machine, accel,
       memoryMiB: launch.limits.memoryMiB, vcpus: Math.max(1, launch.limits.vcpus),
-      kernel: boot.kernel, initrd: boot.initrd, cmdline: boot.cmdline,
+      kernel: boot.kernel, initrd: boot.initrd, cmdline: boot.cmdline, tscKhz: hostTscKhz() || undefined,
       disks: [...root.disks, ...priv.disks].map((d) => ({ ...d, direct: supportsDirectIo(d.file) })),
       runDir: dir, uid: launch.ids.base, gid: launch.ids.base, logFile: launch.logFile,
     };
