@@ -18,6 +18,8 @@ gcc "${HARDENED[@]}" -pie -o dist/libexec/isola-log-relay src/native/isola-log-r
 # The OCI createContainer hook that gives each qube its own /proc/cmdline and boot_id. Static: it
 # runs at every qube start, and skipping the dynamic loader saves a few ms of it.
 gcc "${HARDENED[@]}" -static-pie -o dist/libexec/isola-proc-bind src/native/isola-proc-bind.c
+# Runs each hvm qube's QEMU unprivileged, alone in its own namespaces, detached from isolad.
+gcc "${HARDENED[@]}" -pie -o dist/libexec/isola-vmm-jail src/native/isola-vmm-jail.c
 # Static: it runs inside qubes, whatever libc their template has.
 gcc "${HARDENED[@]}" -static-pie -o dist/qube/isola-runas src/native/isola-runas.c
 # The agent, every qube's init: static for the same reason, and small (no Node in an idle qube).

@@ -1,0 +1,115 @@
+// The QEMU command line of one hvm qube, from its description: pure, so each line can be tested exactly.
+
+import * as path from 'node:path';
+import type { VolumeDisk } from '../../core/backend';
+
+export type VmMachine = 'microvm' | 'q35';
+export type VmAccel = 'kvm' | 'tcg';
+
+/** A disk as QEMU opens it; `direct`: the file's filesystem takes O_DIRECT (tmpfs does not). */
+export interface VmDisk extends VolumeDisk {
+  direct: boolean;
+}
+
+/** Everything the command line depends on; written as JSON into the run dir by create(). */
+export interface VmDescription {
+  runtimeId: string;
+  name: string;
+  machine: VmMachine;
+  accel: VmAccel;
+  memoryMiB: number;
+  vcpus: number;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  /**
+   * The host's TSC rate (kHz): under TCG the guest reads the host's TSC, and microvm has no HPET or
+   * PM timer to calibrate it against; the PIT calibration fails on a busy host and the boot then hangs.
+   */
+  tscKhz?: number;
+  /** Root's disks then private's, flattened: index i is the guest's disk with serial isola-d<i>. */
+  disks: VmDisk[];
+  /** The qube's run dir (root's): QEMU's sockets live in its `sock` subdirectory, the only one QEMU can write. */
+  runDir: string;
+}
+
+/** Virtio-serial port names the guest agent opens (/dev/virtio-ports/<name>). */
+export const AGENT_PORT = 'org.isola.agent';
+export const CLIENT_PORT = 'org.isola.client';
+
+/** The one directory of the run dir that QEMU (as the qube's uid) may write: it holds QEMU's sockets. */
+export function socketDir(runDir: string): string {
+  return path.join(runDir, 'sock');
+}
+
+export function qmpSocket(runDir: string): string {
+  return path.join(socketDir(runDir), 'qmp.sock');
+}
+
+export function serialSockets(runDir: string): { agent: string; client: string } {
+  return { agent: path.join(socketDir(runDir), 'agent.sock'), client: path.join(socketDir(runDir), 'client.sock') };
+}
+
+/** QEMU's option syntax: a comma inside a value is written twice. */
+function v(value: string): string {
+  return value.replace(/,/g, ',,');
+}
+
+/** microvm has no PCI: its devices are virtio-mmio (`-device`); q35's are PCI. */
+function dev(machine: VmMachine, kind: 'blk' | 'serial'): string {
+  return `virtio-${kind}-${machine === 'microvm' ? 'device' : 'pci'}`;
+}
+
+/**
+ * isola-vmm-jail hands QEMU disk i, opened by root, read-only as descriptor 3+2i and, if writable,
+ * read-write as 4+2i (QEMU opens read-only first, then reopens to write): QEMU sees no image path.
+ */
+export const FIRST_DISK_FD = 3;
+
+export function diskArgs(machine: VmMachine, disks: readonly VmDisk[]): string[] {
+  const out: string[] = [];
+  disks.forEach((d, i) => {
+    // Read-only files may be shared by many qubes at once (a template's root): QEMU's image lock
+    // would refuse the second; a writable one keeps it, so two QEMUs can never write one image.
+    const drive = [`file=/dev/fdset/${i + 1}`, `if=none`, `id=d${i}`, `format=raw`, `cache.direct=${d.direct ? 'on' : 'off'}`, 'discard=unmap'];
+    if (d.readonly) drive.push('readonly=on', 'file.locking=off');
+    out.push('-add-fd', `fd=${FIRST_DISK_FD + 2 * i},set=${i + 1},opaque=${v(d.file)}`);
+    if (!d.readonly) out.push('-add-fd', `fd=${FIRST_DISK_FD + 2 * i + 1},set=${i + 1},opaque=${v(d.file)}`);
+    out.push('-drive', drive.join(','));
+    out.push('-device', `${dev(machine, 'blk')},drive=d${i},serial=isola-d${i}`);
+  });
+  return out;
+}
+
+function machineArgs(d: VmDescription): string[] {
+  // microvm: ACPI is how the cloud kernel finds virtio-mmio devices (no cmdline devices in its config).
+  const m = d.machine === 'microvm' ? 'microvm,acpi=on,isa-serial=on,rtc=on' : 'q35';
+  const accel = d.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
+  return ['-M', m, ...accel, '-m', `${d.memoryMiB}M`, '-smp', String(d.vcpus)];
+}
+
+export function bootCmdline(d: VmDescription): string {
+  const needsTsc = d.machine === 'microvm' && d.accel === 'tcg' && d.tscKhz && !/\btsc_early_khz=/.test(d.cmdline);
+  return needsTsc ? `${d.cmdline} tsc_early_khz=${Math.round(d.tscKhz!)}` : d.cmdline;
+}
+
+/** The full argv after the QEMU binary. */
+export function qemuArgs(d: VmDescription): string[] {
+  const sockets = serialSockets(d.runDir);
+  const serverSocket = (id: string, file: string) => ['-chardev', `socket,id=${id},path=${v(file)},server=on,wait=off`];
+  return [
+    '-name', `${v(d.name)},process=isola-${v(d.runtimeId)}`,
+    ...machineArgs(d),
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    // Once running, QEMU needs none of this; a guest that takes it over gets none of it either.
+    '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+    '-kernel', d.kernel, '-initrd', d.initrd, '-append', bootCmdline(d),
+    // The console (ttyS0) on stdout, which the log relay reads; stdin is an empty pipe.
+    '-chardev', 'stdio,id=console,signal=off', '-serial', 'chardev:console',
+    ...serverSocket('qmp', qmpSocket(d.runDir)), '-mon', 'chardev=qmp,mode=control',
+    ...diskArgs(d.machine, d.disks),
+    '-device', `${dev(d.machine, 'serial')},max_ports=3`,
+    ...serverSocket('agent', sockets.agent), '-device', `virtserialport,chardev=agent,name=${AGENT_PORT}`,
+    ...serverSocket('client', sockets.client), '-device', `virtserialport,chardev=client,name=${CLIENT_PORT}`,
+  ];
+}
