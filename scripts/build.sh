@@ -37,6 +37,10 @@ mkdir -p dist/native-test
 gcc "${HARDENED[@]}" -c -o dist/libexec/mux.o src/native/mux/mux.c
 gcc "${HARDENED[@]}" -pie -o dist/native-test/mux-tool src/native/mux/mux-tool.c src/native/mux/mux.c
 gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror -o dist/native-test/mux-fuzz src/native/mux/mux-fuzz.c src/native/mux/mux.c
+# The guest's end of an hvm qube's serial ports: each port a mux stream, each guest socket connection a channel.
+# Static for the same reason as the agent (any guest's libc), started by the guest's init before the agent.
+BRIDGE_SOURCES=(src/native/vport-bridge/{main,port,relay,log}.c src/native/mux/mux.c)
+gcc "${HARDENED[@]}" -static-pie -s -o dist/qube/isola-vport-bridge "${BRIDGE_SOURCES[@]}"
 
 COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-pause qvm-unpause qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard)
 mkdir -p bin
