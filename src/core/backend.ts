@@ -98,6 +98,8 @@ export interface RuntimeInfo {
   status: RuntimeStatus;
   /** Host pid of the qube's first process (init, or the VMM), 0 if none. */
   pid: number;
+  /** How a VM's CPUs run ('kvm' or 'tcg'), told by start(); a sandbox has none. */
+  accel?: string;
 }
 
 export interface Backend {
@@ -123,6 +125,8 @@ export interface Backend {
   list(): Promise<RuntimeInfo[]>;
   /** Host pids of every process of the qube (for accounting and tests). */
   pids(id: string): Promise<number[]>;
+  /** Why a qube stopped that nobody stopped, in a sentence for qvm-ls and qvm-check (before destroy). */
+  deathReason?(id: string): Promise<string | undefined>;
   /** Freezes every process (qvm-pause): nothing of the qube runs until unpause. */
   pause(id: string): Promise<void>;
   unpause(id: string): Promise<void>;

@@ -20,6 +20,8 @@ export interface DaemonConfig {
   libDir: string;
   logDir: string;
   runcRoot: string;
+  /** Run dirs of this instance's QEMUs (QMP and serial sockets, pid files). */
+  vmRoot: string;
   bundleRoot: string;
   cgroupParent: string;
   /** The host-wide uid range registry shared by every instance (ISOLA_UID_REGISTRY for tests). */
@@ -47,6 +49,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     libDir: path.join(home, 'lib'),
     logDir: path.join(home, 'log'),
     runcRoot: path.join('/run/isola-runc', instance),
+    vmRoot: path.join('/run/isola-vm', instance),
     bundleRoot: path.join(home, 'bundles'),
     cgroupParent: `isola-${instance}`,
     uidRegistry: registryPath(env),

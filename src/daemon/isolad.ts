@@ -4,7 +4,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { removeCgroupParent, RuncBackend } from '../backends/sandbox';
-import type { Backend } from '../core/backend';
+import type { Backend, VirtMode } from '../core/backend';
 import { OverlayPool } from '../storage/overlay-pool';
 import { preparePoolFs } from '../storage/pool-fs';
 import { mountAllVolumes } from '../storage/volume-fs';
@@ -131,6 +131,8 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
     stateRoot: config.runcRoot, bundleRoot: config.bundleRoot, procBindHelper: path.join(runtimeHookDir(config), 'isola-proc-bind'),
     agentRoot: config.agentDir, cgroupParent: config.cgroupParent, log: (line) => log.warn(`agent channel: ${line}`),
   })]);
+  // The hvm backend (src/backends/vm, vm-host.ts) joins the registry once its serial agent channel lands.
+  collection.host = { virtModeProblem: (m) => (backends.modes().includes(m as VirtMode) ? undefined : `this isolad has no ${m} backend yet (available: ${backends.modes().join(', ')})`) };
   const uids = new QubeIds(config, collection, new UidRegistry(config.uidRegistry), log);
   // Before reconcile: a qube of an older database gets its range registered before anything uses it.
   await uids.migrate();

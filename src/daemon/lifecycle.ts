@@ -127,7 +127,7 @@ export class Lifecycle {
       events.emit(name, 'domain-pre-start');
       try {
         const times = await this.steps.up(run, (step, e) => log.error(`${name}: undoing ${step}: ${inertReason(errorText(e))}`));
-        col.write(() => col.store.putRuntime({ ...row, state: 'running', rootRevision: run.vols?.rootRevision ?? '' }));
+        col.write(() => col.store.putRuntime({ ...row, state: 'running', rootRevision: run.vols?.rootRevision ?? '', accel: run.info?.accel ?? '' }));
         const phases = Object.entries(times).map(([k, v]) => `${k} ${v} ms`).join(', ');
         log.info(`${name}: started in ${Date.now() - started} ms (${phases})`);
         events.emit(name, 'domain-start');
@@ -322,6 +322,13 @@ export class Lifecycle {
     await squash('private');
   }
 
+  /** A backend saw one of its runtimes end (a VMM's exit): checked at once, not at the next sweep. */
+  runtimeEnded(runtimeId: string): void {
+    const rt = this.d.collection.store.runtimes().find((r) => r.runtimeId === runtimeId);
+    const q = rt && this.d.collection.all().find((x) => x.qid === rt.qid);
+    if (q) void this.checkStopped(q.name).catch((e: unknown) => this.d.log.error(`${q.name}: ${inertReason(errorText(e))}`));
+  }
+
   /** Called when an agent disconnects and by the periodic sweep: notices qubes whose runtime died. */
   async checkStopped(name: string): Promise<void> {
     const q = this.d.collection.find(name);
@@ -329,9 +336,11 @@ export class Lifecycle {
     await this.locked(q, async () => {
       const rt = this.runtimeRow(q);
       if (!rt || rt.state === 'starting') return;
-      const st = await this.backendOf(rt)?.state(rt.runtimeId);
+      const backend = this.backendOf(rt);
+      const st = await backend?.state(rt.runtimeId);
       if (st && st.status !== 'stopped') return;
-      const why = rt.state === 'stopping' ? null : await deathReason(this.d.config, rt.runtimeId);
+      const why = rt.state === 'stopping' ? null
+        : ((await backend?.deathReason?.(rt.runtimeId).catch(() => undefined)) ?? (await deathReason(this.d.config, rt.runtimeId)));
       await this.finishStop(q, why);
     });
   }

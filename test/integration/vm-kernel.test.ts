@@ -3,7 +3,7 @@
 // the agent's port; a per-qube archive appended to the base overrides its files.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,10 +13,11 @@ import { guestCmdline, hostTscKhz, Machine } from '../../src/backends/vm/guest-c
 import { baseInitramfs, qubeArchive, writeQubeInitramfs } from '../../src/backends/vm/initramfs';
 import { ensureDefaultKernel, GUEST_MODULES, KernelInfo, listKernels } from '../../src/backends/vm/kernel-store';
 
-const DEBS = '/work/kernel';
+/** The cache the test command fills (scripts/test.sh downloads the kernel .debs once, as isolad would). */
+const DEBS = path.join(process.env.ISOLA_CACHE || '/var/cache/isola', 'kernels');
 const QEMU = 'qemu-system-x86_64';
 const haveQemu = spawnSync(QEMU, ['--version']).status === 0;
-const skip = !haveQemu ? `${QEMU} not installed` : !existsSync(DEBS) ? `no cached kernel .debs in ${DEBS}` : false;
+const skip = !haveQemu ? `${QEMU} not installed` : false;
 
 const TEST_INIT = `#!/bin/sh
 mkdir -p /proc /sys /dev
@@ -67,6 +68,11 @@ describe('guest kernel and initramfs (real TCG boots) [slow]', { skip, concurren
   before(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'isola-vm-kernel-test-'));
     mkdirSync(path.join(cacheDir(), 'kernels'), { recursive: true });
+    // The metapackage (which names the version) and its image, fetched once into the shared cache.
+    await ensureDefaultKernel({ home: path.join(dir, 'fetch'), cacheDir: path.dirname(DEBS) });
+    if (!readdirSync(DEBS).some((n) => n.startsWith('linux-image-cloud-amd64_'))) {
+      execFileSync('apt-get', ['download', '-q', 'linux-image-cloud-amd64'], { cwd: DEBS, stdio: 'ignore' });
+    }
     for (const f of readdirSync(DEBS).filter((n) => n.endsWith('.deb'))) symlinkSync(path.join(DEBS, f), path.join(cacheDir(), 'kernels', f));
     disk = path.join(dir, 'disk.raw');
     writeFileSync(disk, Buffer.alloc(1 << 20));

@@ -9,14 +9,14 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { QubeLaunch } from '../../src/core/backend';
 import { QemuBackend } from '../../src/backends/vm/qemu-backend';
+import { testKernel } from './vm-test-kernel';
 
-const KERNEL = process.env.ISOLA_TEST_KERNEL || '/work/kernel/x/boot/vmlinuz-6.1.0-50-cloud-amd64';
+let KERNEL = process.env.ISOLA_TEST_KERNEL || '';
 const QEMU = '/usr/bin/qemu-system-x86_64';
 const READY_LINE = 'isola-test-init: up';
 
 function skipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (namespaces, a qube uid)';
-  if (!fs.existsSync(KERNEL)) return `no kernel at ${KERNEL} (set ISOLA_TEST_KERNEL)`;
   if (!fs.existsSync(QEMU)) return 'qemu-system-x86_64 is not installed';
   if (spawnSync('busybox', ['true']).status !== 0) return 'busybox is not installed';
   return undefined;
@@ -84,6 +84,7 @@ let pid = 0;
 
 before(async () => {
   if (skip) return;
+  KERNEL ||= (await testKernel()).vmlinuz;
   tmp = fs.mkdtempSync('/tmp/isola-vm-');
   const initrd = makeInitrd(tmp);
   // Another qube's pool dir: QEMU must not see it.

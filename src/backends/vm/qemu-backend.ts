@@ -9,7 +9,8 @@ import type { IdRange } from '../../core/volumes';
 import { GUEST_LOG_KEEP, GUEST_LOG_MAX_BYTES } from '../sandbox/runc-backend';
 import { qemuArgs, qmpSocket, serialSockets, socketDir, type VmAccel, type VmDescription, type VmMachine } from './qemu-args';
 import { QmpClient } from './qmp';
-import { hostMemMiB, hostTscKhz, isAlive, killVerified, procStat, supportsDirectIo, waitGone } from './vm-proc';
+import { hostTscKhz } from './guest-cmdline';
+import { hostMemMiB, isAlive, killVerified, procStat, supportsDirectIo, waitGone } from './vm-proc';
 import { checkJailPath, jailExit, startJailed, systemBinds } from './vmm-jail';
 
 export interface QemuBackendOptions {
@@ -19,7 +20,8 @@ export interface QemuBackendOptions {
   log?: (line: string) => void;
   accel: () => Promise<VmAccel>;
   machine: VmMachine;
-  bootFiles: (launch: QubeLaunch) => Promise<{ kernel: string; initrd: string; cmdline: string }>;
+  /** The kernel, initramfs and command line of a start; files it makes go into dir (the run dir, removed by destroy). */
+  bootFiles: (launch: QubeLaunch, dir: string) => Promise<{ kernel: string; initrd: string; cmdline: string }>;
   channel?: (q: { runtimeId: string; uuid: string; ids: IdRange }, runDir: string) => Promise<AgentChannel>;
   /** A QEMU ended (noticed when its QMP connection closed): reason is a sentence for the user. */
   onExit?: (runtimeId: string, reason: string) => void;
@@ -113,38 +115,39 @@ export class QemuBackend implements Backend {
     const root = launch.volumes.root.image;
     const priv = launch.volumes.private.image;
     if (!root || !priv) throw new Error(`${who}: the hvm backend needs its volumes as images`);
-    const boot = await this.opts.bootFiles(launch);
-    const accel = await this.opts.accel();
     const hostMiB = hostMemMiB();
     if (hostMiB && launch.limits.memoryMiB > hostMiB) {
       throw new Error(`${who}: memory ${launch.limits.memoryMiB} MiB is more than the host has (${hostMiB} MiB)`);
     }
-    const files = [['kernel', boot.kernel], ['initrd', boot.initrd], ...[...root.disks, ...priv.disks].map((d) => ['disk', d.file])];
-    for (const [what, file] of files) {
-      checkJailPath(file, `${who}: ${what}`);
-      if (!fs.existsSync(file)) throw new Error(`${who}: ${what} ${file} does not exist`);
-    }
     const existing = await this.state(id);
     if (existing?.status === 'stopped') await this.destroy(id);
     else if (existing) throw new Error(`${who}: runtime ${id} is already ${existing.status}; stop and destroy it first`);
-    const desc: Described = {
-      runtimeId: id, name: launch.name, machine: this.opts.machine, accel,
-      memoryMiB: launch.limits.memoryMiB, vcpus: Math.max(1, launch.limits.vcpus),
-      kernel: boot.kernel, initrd: boot.initrd, cmdline: boot.cmdline, tscKhz: hostTscKhz() || undefined,
-      disks: [...root.disks, ...priv.disks].map((d) => ({ ...d, direct: supportsDirectIo(d.file) })),
-      runDir: dir, uid: launch.ids.base, gid: launch.ids.base, logFile: launch.logFile,
-    };
     try {
       fs.mkdirSync(this.opts.runRoot, { recursive: true, mode: 0o700 });
       fs.rmSync(dir, { recursive: true, force: true });
       fs.mkdirSync(dir, { mode: 0o700 });
+      const accel = await this.opts.accel();
+      const boot = await this.opts.bootFiles(launch, dir);
+      const files = [['kernel', boot.kernel], ['initrd', boot.initrd], ...[...root.disks, ...priv.disks].map((d) => ['disk', d.file])];
+      for (const [what, file] of files) {
+        checkJailPath(file, `${who}: ${what}`);
+        if (!fs.existsSync(file)) throw new Error(`${who}: ${what} ${file} does not exist`);
+      }
+      const desc: Described = {
+        runtimeId: id, name: launch.name, machine: this.opts.machine, accel,
+        memoryMiB: launch.limits.memoryMiB, vcpus: Math.max(1, launch.limits.vcpus),
+        kernel: boot.kernel, initrd: boot.initrd, cmdline: boot.cmdline, tscKhz: hostTscKhz(),
+        disks: [...root.disks, ...priv.disks].map((d) => ({ ...d, direct: supportsDirectIo(d.file) })),
+        runDir: dir, uid: launch.ids.base, gid: launch.ids.base, logFile: launch.logFile,
+      };
       fs.mkdirSync(socketDir(dir), { mode: 0o700 });
       fs.chownSync(socketDir(dir), desc.uid, desc.gid);
       fs.writeFileSync(path.join(dir, 'description.json'), JSON.stringify(desc, null, 2), { mode: 0o600 });
       fs.mkdirSync(path.dirname(launch.logFile), { recursive: true, mode: 0o700 });
     } catch (err) {
       fs.rmSync(dir, { recursive: true, force: true });
-      throw new Error(`${who}: cannot prepare run dir ${dir}: ${(err as Error).message}`);
+      const msg = (err as Error).message;
+      throw new Error(msg.startsWith(who) ? msg : `${who}: ${msg}`);
     }
   }
 
@@ -193,7 +196,7 @@ export class QemuBackend implements Backend {
       throw err;
     }
     this.opts.log?.(`qube ${d.name}: QEMU ${pid} ready for QMP after ${Date.now() - t0} ms`);
-    return { id, status: 'running', pid };
+    return { id, status: 'running', pid, accel: d.accel };
   }
 
   private async waitForQmp(id: string, d: Described, s: Started): Promise<void> {
@@ -266,6 +269,11 @@ export class QemuBackend implements Backend {
     }
     killVerified(s.pid, s.startTime);
     await waitGone(s.pid, s.startTime, 5_000);
+  }
+
+  async deathReason(id: string): Promise<string | undefined> {
+    const exit = jailExit(this.runDir(id));
+    return exit ? exitReason(exit) : undefined;
   }
 
   async pause(id: string): Promise<void> {

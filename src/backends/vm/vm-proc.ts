@@ -62,13 +62,3 @@ export function supportsDirectIo(file: string): boolean {
     return false;
   }
 }
-
-/** The host CPU's rate in kHz from /proc/cpuinfo (the TSC's, on CPUs with a constant TSC); 0 if unknown. */
-export function hostTscKhz(): number {
-  try {
-    const m = /^cpu MHz\s*:\s*([0-9.]+)/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-    return m ? Math.round(Number(m[1]) * 1000) : 0;
-  } catch {
-    return 0;
-  }
-}
