@@ -54,7 +54,7 @@ static int listen_at(const char *path, mode_t mode)
 	mode_t old = umask(0777 & ~mode);
 	int r = bind(fd, (struct sockaddr *)&a, sizeof a);
 	umask(old);
-	if (r != 0 || chmod(path, mode) != 0 || listen(fd, 64) != 0) {
+	if (r != 0 || chmod(path, mode) != 0 || listen(fd, SOMAXCONN) != 0) {
 		int e = errno;
 		close(fd);
 		return errno = e, -1;
