@@ -80,7 +80,8 @@ describe('hostile trees in volumes', { skip, concurrency: false }, () => {
     assert.equal(w.code, 0, w.stderr);
     // SIGKILL cannot reach PID 1 from inside (`kill -9 -1` spares it), but the agent, which is the init,
     // takes SIGTERM as a shutdown: it stops every process and exits, without isolad having asked.
-    const k = await run('work', 'kill -TERM 1', 'root');
+    // The sleep keeps the command alive past the signal: a bare `kill` may exit 0 before the agent acts on it.
+    const k = await run('work', 'kill -TERM 1; sleep 30', 'root');
     assert.notEqual(k.code, 0, 'the command was killed with the rest');
     let ls = await inst.cli('qvm-ls', ['work']);
     for (let i = 0; i < 150 && !/work\s+Halted/.test(ls.stdout); i++) {
