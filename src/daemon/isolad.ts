@@ -36,6 +36,7 @@ import { UidRegistry } from '../store/uid-registry';
 import { reconcile } from './reconcile';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock';
 import { runHandler } from './run-relay';
+import { startHvm } from './hvm-backend';
 
 export interface Isolad {
   config: DaemonConfig;
@@ -47,7 +48,7 @@ export interface Isolad {
 
 
 /** Static binaries the build puts beside the in-qube bundles (they run in any template). */
-const QUBE_PROGRAMS = ['isola-agent', 'isola-runas'];
+const QUBE_PROGRAMS = ['isola-agent', 'isola-runas', 'isola-vport-bridge'];
 
 /**
  * Host helpers that a qube's runtime runs as the qube's (unprivileged on the host) root, before the
@@ -127,16 +128,24 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
   const collection = new Collection(store);
   const events = new EventBus();
   const pool = new OverlayPool('default', config.poolDir, config.runDir, (line) => log.warn(line));
+  // Set once the lifecycle exists; a QEMU cannot end before a qube was started through it.
+  let lifecycle: Lifecycle | undefined;
+  const hvm = opts.backends ? undefined : await startHvm(config, log, opts.env ?? process.env, (id) => lifecycle?.runtimeEnded(id));
   const backends = new BackendRegistry(opts.backends ?? [new RuncBackend({
     stateRoot: config.runcRoot, bundleRoot: config.bundleRoot, procBindHelper: path.join(runtimeHookDir(config), 'isola-proc-bind'),
     agentRoot: config.agentDir, cgroupParent: config.cgroupParent, log: (line) => log.warn(`agent channel: ${line}`),
-  })]);
-  // The hvm backend (src/backends/vm, vm-host.ts) joins the registry once its serial agent channel lands.
-  collection.host = { virtModeProblem: (m) => (backends.modes().includes(m as VirtMode) ? undefined : `this isolad has no ${m} backend yet (available: ${backends.modes().join(', ')})`) };
+  }), hvm!.backend]);
+  collection.host = {
+    virtModeProblem: (m) => {
+      if (!backends.modes().includes(m as VirtMode)) return `this isolad has no ${m} backend (available: ${backends.modes().join(', ')})`;
+      return m === 'hvm' ? hvm?.problem() : undefined;
+    },
+    kernels: () => hvm?.host.kernels() ?? [],
+  };
   const uids = new QubeIds(config, collection, new UidRegistry(config.uidRegistry), log);
   // Before reconcile: a qube of an older database gets its range registered before anything uses it.
   await uids.migrate();
-  const lifecycle = new Lifecycle({ config, collection, pool, backends, events, log, uids });
+  lifecycle = new Lifecycle({ config, collection, pool, backends, events, log, uids });
   const policy = new PolicyStore(policyDir(opts.env), log, (st) => {
     if (st.state === 'loaded') events.emit('', 'policy-loaded', { files: String(st.files), rules: String(st.rules) });
     else events.emit('', 'policy-load-failed', { error: st.error ?? '', since: new Date(st.errorSince ?? Date.now()).toISOString() });

@@ -1,6 +1,6 @@
 /* isola-vmm-jail: runs an hvm qube's QEMU with the least privilege, as Firecracker's jailer does.
  * Usage: isola-vmm-jail --uid U --gid G --state-dir DIR [--ro PATH]... [--rw PATH]... [--dev PATH]...
- *                       [--disk-{ro,rw}[-direct] FILE]... -- QEMU [ARG...]
+ *                       [--disk-{ro,rw}[-direct] FILE]... [--listen SOCKET]... -- QEMU [ARG...]
  * QEMU is what a guest attacks first; if it falls, the attacker must find itself as an unprivileged uid
  * of its own (the qube's), without capabilities, in new mount, pid, ipc, uts and network namespaces whose
  * root is an empty read-only tmpfs holding only the listed binds (each at its own path: QEMU's arguments
@@ -12,6 +12,10 @@
  * writing): QEMU's `-add-fd fd=3+2i,set=i+1`, `file=/dev/fdset/i+1`. QEMU needs no permission on the image
  * file, cannot reach its directory, and cannot open a read-only disk for writing. `-direct` opens with
  * O_DIRECT, which QEMU's cache.direct=on needs on the descriptor itself (it cannot add it to a dup).
+ * --listen binds a unix socket at SOCKET (which must not exist; root's, mode 0600) and listens on it as
+ * root; QEMU inherits listener j after the disks, as descriptor 3+2*ndisks+j (`-chardev socket,fd=N,
+ * server=on`). QEMU owns no socket file: one that fell cannot swap the path isolad connects to (QMP, the
+ * agent ports) for another qube's socket.
  * Detaches: forks a supervisor in a new session that stays outside the namespaces (waits for QEMU and
  * records how it ended), writes DIR/pid (QEMU's host pid) once QEMU is exec'd, and exits 0; a failure
  * before the exec goes to DIR/error (one line) and exit 1. When QEMU ends, DIR/exit says how
@@ -29,7 +33,9 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +43,7 @@
 
 #define MAX_BINDS 64
 #define MAX_DISKS 32
+#define MAX_LISTEN 8
 #define FIRST_DISK_FD 3
 #define HIGH_FD 256
 #define NEW_ROOT "/tmp"
@@ -53,6 +60,8 @@ static struct bind binds[MAX_BINDS];
 static int nbinds;
 static int disk_fds[2 * MAX_DISKS]; /* read-only, read-write (-1 for a read-only disk) */
 static int ndisks;
+static int listen_fds[MAX_LISTEN];
+static int nlisten;
 static int state_fd = -1;
 static int report_fd = -1; /* the child's error line goes to the supervisor through this pipe */
 
@@ -177,14 +186,32 @@ static int move_high(int fd) {
   return hi;
 }
 
-/* Disks at 3+2i and 4+2i for QEMU, everything else closed at exec. */
+/* Disks at 3+2i and 4+2i for QEMU, the listeners after them, everything else closed at exec. */
 static void place_disks(void) {
   for (int d = 0; d < 2 * ndisks; d++) {
     if (disk_fds[d] < 0) close(FIRST_DISK_FD + d);
     else if (dup2(disk_fds[d], FIRST_DISK_FD + d) < 0) die("dup2 disk %d: %s", d / 2, strerror(errno));
   }
-  if (close_range(FIRST_DISK_FD + 2 * (unsigned)ndisks, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
-    for (int fd = FIRST_DISK_FD + 2 * ndisks; fd < 4096; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  int first_listen = FIRST_DISK_FD + 2 * ndisks;
+  for (int j = 0; j < nlisten; j++)
+    if (dup2(listen_fds[j], first_listen + j) < 0) die("dup2 listener %d: %s", j, strerror(errno));
+  if (close_range((unsigned)(first_listen + nlisten), ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+    for (int fd = first_listen + nlisten; fd < 4096; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+/* As root, before anything is dropped: the socket file is root's, in root's run dir. */
+static int open_listener(const char *path) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof addr.sun_path) die("socket %s: path too long", path);
+  memcpy(addr.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("socket: %s", strerror(errno));
+  mode_t old = umask(077);
+  int r = bind(fd, (struct sockaddr *)&addr, sizeof addr);
+  umask(old);
+  if (r != 0) die("bind %s: %s", path, strerror(errno));
+  if (listen(fd, SOMAXCONN) != 0) die("listen %s: %s", path, strerror(errno));
+  return fd;
 }
 
 static int open_disk(const char *path, int mode) {
@@ -202,6 +229,7 @@ static void jail_child(unsigned long uid, unsigned long gid, char **argv) {
   report_fd = move_high(report_fd);
   for (int d = 0; d < 2 * ndisks; d++)
     if (disk_fds[d] >= 0) disk_fds[d] = move_high(disk_fds[d]);
+  for (int j = 0; j < nlisten; j++) listen_fds[j] = move_high(listen_fds[j]);
   if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) != 0) die("unshare: %s", strerror(errno));
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("make mounts private: %s", strerror(errno));
   if (sethostname("isola-vmm", 9) != 0) die("sethostname: %s", strerror(errno));
@@ -248,6 +276,8 @@ static void supervise(unsigned long uid, unsigned long gid, char **argv, int rea
     jail_child(uid, gid, argv);
   }
   close(rep[1]);
+  /* Only QEMU holds the listeners: once it ends, a connect must be refused, not queued. */
+  for (int j = 0; j < nlisten; j++) close(listen_fds[j]);
   char msg[512];
   ssize_t n;
   do n = read(rep[0], msg, sizeof msg - 1);
@@ -303,6 +333,10 @@ int main(int argc, char **argv) {
       disk_fds[2 * ndisks] = open_disk(val, O_RDONLY | direct);
       disk_fds[2 * ndisks + 1] = a[8] == 'w' ? open_disk(val, O_RDWR | direct) : -1;
       ndisks++;
+    } else if (strcmp(a, "--listen") == 0) {
+      if (nlisten == MAX_LISTEN) die("more than %d listeners", MAX_LISTEN);
+      if (!safe_path(val)) die("socket '%s': not an absolute path without . or ..", val);
+      listen_fds[nlisten++] = open_listener(val);
     } else die("unknown option %s", a);
   }
   if (!state_dir || !safe_path(state_dir)) die("--state-dir: an absolute path without . or .. is required");

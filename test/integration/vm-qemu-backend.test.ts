@@ -140,7 +140,7 @@ test("QEMU's mount namespace holds only its own files", { skip }, () => {
   const points = fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').trim().split('\n').map((l) => l.split(' ')[4]);
   const runDir = path.join(tmp, 'run', 'vmtest.0');
   const allowed = new Set(['/', '/usr/bin/qemu-system-x86_64', '/etc/ld.so.cache', '/dev/null', '/dev/zero', '/dev/urandom',
-    path.join(runDir, 'sock'), KERNEL, path.join(tmp, 'initrd.gz')]);
+    KERNEL, path.join(tmp, 'initrd.gz')]);
   const system = /^\/(usr\/)?(lib|lib64|lib\/x86_64-linux-gnu|share\/qemu|share\/seabios|lib\/x86_64-linux-gnu\/qemu|lib\/qemu)$/;
   for (const p of points) assert.ok(allowed.has(p) || system.test(p), `unexpected mount ${p}`);
   // Beyond the files it was given (its kernel may live under /var/cache): nothing of the host's state.
@@ -150,6 +150,22 @@ test("QEMU's mount namespace holds only its own files", { skip }, () => {
     assert.equal(fs.existsSync(root + hidden), false, `${hidden} is visible to QEMU`);
   }
   assert.match(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n')[0], / \/ ro,/, 'its root is read-only');
+});
+
+test("qemu-swaps-its-socket: QEMU owns no socket file, so it cannot point isolad's QMP or agent connection elsewhere", { skip }, () => {
+  const runDir = path.join(tmp, 'run', 'vmtest.0');
+  for (const f of ['qmp.sock', 'agent.sock', 'client.sock']) {
+    const st = fs.lstatSync(path.join(runDir, f));
+    assert.ok(st.isSocket(), f);
+    assert.equal(st.uid, 0, `${f} is root's`);
+    assert.equal(st.mode & 0o077, 0, `${f} is only root's to connect to`);
+  }
+  const dir = fs.statSync(runDir);
+  assert.equal(dir.uid, 0);
+  assert.equal(dir.mode & 0o022, 0, 'QEMU cannot rename or replace entries of the run dir');
+  // QEMU serves the sockets through inherited listeners, not by path.
+  const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
+  assert.ok(!argv.some((a) => /socket,.*path=/.test(a)), 'no socket path in QEMU\'s argv');
 });
 
 test('QEMU holds its disks as descriptors, the read-only one without write access, and no image path', { skip }, () => {

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bootCmdline, diskArgs, qemuArgs, serialSockets, type VmDescription } from '../../src/backends/vm/qemu-args';
+import { bootCmdline, diskArgs, listenSockets, qemuArgs, serialSockets, type VmDescription } from '../../src/backends/vm/qemu-args';
 import { checkJailPath, jailArgv } from '../../src/backends/vm/vmm-jail';
 import { exitReason } from '../../src/backends/vm/qemu-backend';
 
@@ -25,7 +25,7 @@ test('microvm under TCG: the exact command line', () => {
     '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
     '-kernel', '/k/vmlinuz', '-initrd', '/k/initrd', '-append', 'console=ttyS0 quiet',
     '-chardev', 'stdio,id=console,signal=off', '-serial', 'chardev:console',
-    '-chardev', 'socket,id=qmp,path=/run/isola-vm/i/work.3/sock/qmp.sock,server=on,wait=off', '-mon', 'chardev=qmp,mode=control',
+    '-chardev', 'socket,id=qmp,fd=7,server=on,wait=off', '-mon', 'chardev=qmp,mode=control',
     '-add-fd', 'fd=3,set=1,opaque=/pool/tpl/root.img',
     '-drive', 'file=/dev/fdset/1,if=none,id=d0,format=raw,cache.direct=on,discard=unmap,readonly=on,file.locking=off',
     '-device', 'virtio-blk-device,drive=d0,serial=isola-d0',
@@ -33,9 +33,9 @@ test('microvm under TCG: the exact command line', () => {
     '-drive', 'file=/dev/fdset/2,if=none,id=d1,format=raw,cache.direct=off,discard=unmap',
     '-device', 'virtio-blk-device,drive=d1,serial=isola-d1',
     '-device', 'virtio-serial-device,max_ports=3',
-    '-chardev', 'socket,id=agent,path=/run/isola-vm/i/work.3/sock/agent.sock,server=on,wait=off',
+    '-chardev', 'socket,id=agent,fd=8,server=on,wait=off',
     '-device', 'virtserialport,chardev=agent,name=org.isola.agent',
-    '-chardev', 'socket,id=client,path=/run/isola-vm/i/work.3/sock/client.sock,server=on,wait=off',
+    '-chardev', 'socket,id=client,fd=9,server=on,wait=off',
     '-device', 'virtserialport,chardev=client,name=org.isola.client',
   ]);
 });
@@ -61,8 +61,12 @@ test('disks are numbered in order, root first: the guest finds them by serial', 
   assert.deepEqual(serials, ['isola-d0', 'isola-d1', 'isola-d2', 'isola-d3']);
 });
 
-test('the serial sockets live in the run dir\'s sock subdirectory', () => {
-  assert.deepEqual(serialSockets('/r/x'), { agent: '/r/x/sock/agent.sock', client: '/r/x/sock/client.sock' });
+test('QEMU owns no socket file: the jail listens on the run dir\'s sockets and QEMU inherits them after the disks', () => {
+  assert.deepEqual(serialSockets('/r/x'), { agent: '/r/x/agent.sock', client: '/r/x/client.sock' });
+  assert.deepEqual(listenSockets('/r/x'), ['/r/x/qmp.sock', '/r/x/agent.sock', '/r/x/client.sock']);
+  assert.ok(!qemuArgs(base).some((a) => /path=/.test(a)), 'no socket path reaches QEMU');
+  const argv = jailArgv({ uid: 5, gid: 6, stateDir: '/s', ro: [], rw: [], devices: [], disks: [], listen: listenSockets('/r/x'), qemu: '/q', args: [] });
+  assert.deepEqual(argv.slice(6), ['--listen', '/r/x/qmp.sock', '--listen', '/r/x/agent.sock', '--listen', '/r/x/client.sock', '--', '/q']);
 });
 
 test('the jail refuses relative paths and .. in any bind', () => {

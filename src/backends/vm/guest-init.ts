@@ -11,6 +11,7 @@ export const BOOT_CONF = '/isola/boot.conf';
 export const GUEST_INIT = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
+mkdir -p /proc /sys /dev
 fail() {
   echo "isola-init: $*; powering off" >&2
   poweroff -f
@@ -18,7 +19,7 @@ fail() {
 }
 mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev || fail "cannot mount /proc, /sys and /dev"
 while read -r m; do
-  insmod "/lib/isola-modules/$m.ko" || fail "cannot load the module $m"
+  insmod "/lib/isola-modules/$m" || fail "cannot load the module $m"
 done < /lib/isola-modules/modules.order
 . ${BOOT_CONF} || fail "cannot read ${BOOT_CONF}"
 
@@ -75,6 +76,8 @@ mount -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5 devpt
 rm -f $R/dev/ptmx && ln -s pts/ptmx $R/dev/ptmx
 mount -t tmpfs -o nosuid,nodev,mode=1777 shm $R/dev/shm
 
+# A background job's stdin is the shell's /dev/null: the initramfs' own, since its /dev moved above.
+mknod -m 666 /dev/null c 1 3
 chroot $R /usr/lib/isola/isola-vport-bridge --agent-port org.isola.agent --agent-socket /run/isola/agent.sock \\
   --client-port org.isola.client --client-socket /run/qubes/qrexec-client.sock &
 exec switch_root $R /usr/lib/isola/isola-agent

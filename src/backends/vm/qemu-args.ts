@@ -29,7 +29,7 @@ export interface VmDescription {
   tscKhz?: number;
   /** Root's disks then private's, flattened: index i is the guest's disk with serial isola-d<i>. */
   disks: VmDisk[];
-  /** The qube's run dir (root's): QEMU's sockets live in its `sock` subdirectory, the only one QEMU can write. */
+  /** The qube's run dir (root's): QEMU's sockets are there, bound by the jail (listenSockets). */
   runDir: string;
 }
 
@@ -37,17 +37,22 @@ export interface VmDescription {
 export const AGENT_PORT = 'org.isola.agent';
 export const CLIENT_PORT = 'org.isola.client';
 
-/** The one directory of the run dir that QEMU (as the qube's uid) may write: it holds QEMU's sockets. */
-export function socketDir(runDir: string): string {
-  return path.join(runDir, 'sock');
-}
-
+/**
+ * QEMU's sockets, in the run dir (root's, 0700): isola-vmm-jail binds and listens on each as root and
+ * QEMU inherits the listeners, so QEMU owns no socket file and cannot swap one for another qube's.
+ * In this order: descriptors FIRST_DISK_FD + 2·disks + j.
+ */
 export function qmpSocket(runDir: string): string {
-  return path.join(socketDir(runDir), 'qmp.sock');
+  return path.join(runDir, 'qmp.sock');
 }
 
 export function serialSockets(runDir: string): { agent: string; client: string } {
-  return { agent: path.join(socketDir(runDir), 'agent.sock'), client: path.join(socketDir(runDir), 'client.sock') };
+  return { agent: path.join(runDir, 'agent.sock'), client: path.join(runDir, 'client.sock') };
+}
+
+export function listenSockets(runDir: string): string[] {
+  const s = serialSockets(runDir);
+  return [qmpSocket(runDir), s.agent, s.client];
 }
 
 /** QEMU's option syntax: a comma inside a value is written twice. */
@@ -95,8 +100,8 @@ export function bootCmdline(d: VmDescription): string {
 
 /** The full argv after the QEMU binary. */
 export function qemuArgs(d: VmDescription): string[] {
-  const sockets = serialSockets(d.runDir);
-  const serverSocket = (id: string, file: string) => ['-chardev', `socket,id=${id},path=${v(file)},server=on,wait=off`];
+  const firstListener = FIRST_DISK_FD + 2 * d.disks.length;
+  const serverSocket = (id: string, j: number) => ['-chardev', `socket,id=${id},fd=${firstListener + j},server=on,wait=off`];
   return [
     '-name', `${v(d.name)},process=isola-${v(d.runtimeId)}`,
     ...machineArgs(d),
@@ -106,10 +111,10 @@ export function qemuArgs(d: VmDescription): string[] {
     '-kernel', d.kernel, '-initrd', d.initrd, '-append', bootCmdline(d),
     // The console (ttyS0) on stdout, which the log relay reads; stdin is an empty pipe.
     '-chardev', 'stdio,id=console,signal=off', '-serial', 'chardev:console',
-    ...serverSocket('qmp', qmpSocket(d.runDir)), '-mon', 'chardev=qmp,mode=control',
+    ...serverSocket('qmp', 0), '-mon', 'chardev=qmp,mode=control',
     ...diskArgs(d.machine, d.disks),
     '-device', `${dev(d.machine, 'serial')},max_ports=3`,
-    ...serverSocket('agent', sockets.agent), '-device', `virtserialport,chardev=agent,name=${AGENT_PORT}`,
-    ...serverSocket('client', sockets.client), '-device', `virtserialport,chardev=client,name=${CLIENT_PORT}`,
+    ...serverSocket('agent', 1), '-device', `virtserialport,chardev=agent,name=${AGENT_PORT}`,
+    ...serverSocket('client', 2), '-device', `virtserialport,chardev=client,name=${CLIENT_PORT}`,
   ];
 }

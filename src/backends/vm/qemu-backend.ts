@@ -1,13 +1,14 @@
 // The hvm Backend: one jailed QEMU per qube, driven through QMP. Each qube has a run dir under runRoot
 // (root's): description.json (what create() decided), pid/exit/error (written by isola-vmm-jail), started
-// (pid and its start time), and sock/ (the qube uid's: QMP and the two serial ports).
+// (pid and its start time), and QEMU's sockets (QMP and the two serial ports: bound by the jail as root, so
+// QEMU owns no file here).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { AgentChannel, Backend, QubeLaunch, RuntimeInfo } from '../../core/backend';
 import type { IdRange } from '../../core/volumes';
 import { GUEST_LOG_KEEP, GUEST_LOG_MAX_BYTES } from '../sandbox/runc-backend';
-import { qemuArgs, qmpSocket, serialSockets, socketDir, type VmAccel, type VmDescription, type VmMachine } from './qemu-args';
+import { listenSockets, qemuArgs, qmpSocket, serialSockets, type VmAccel, type VmDescription, type VmMachine } from './qemu-args';
 import { QmpClient } from './qmp';
 import { hostTscKhz } from './guest-cmdline';
 import { hostMemMiB, isAlive, killVerified, procStat, supportsDirectIo, waitGone } from './vm-proc';
@@ -140,8 +141,6 @@ export class QemuBackend implements Backend {
         disks: [...root.disks, ...priv.disks].map((d) => ({ ...d, direct: supportsDirectIo(d.file) })),
         runDir: dir, uid: launch.ids.base, gid: launch.ids.base, logFile: launch.logFile,
       };
-      fs.mkdirSync(socketDir(dir), { mode: 0o700 });
-      fs.chownSync(socketDir(dir), desc.uid, desc.gid);
       fs.writeFileSync(path.join(dir, 'description.json'), JSON.stringify(desc, null, 2), { mode: 0o600 });
       fs.mkdirSync(path.dirname(launch.logFile), { recursive: true, mode: 0o700 });
     } catch (err) {
@@ -175,12 +174,13 @@ export class QemuBackend implements Backend {
     const dir = this.runDir(id);
     const devices = ['/dev/null', '/dev/zero', '/dev/urandom', ...(d.accel === 'kvm' ? ['/dev/kvm'] : [])];
     const ro = [...systemBinds(this.qemu), d.kernel, d.initrd];
-    const rw = [socketDir(dir)];
+    const listen = listenSockets(dir);
+    for (const f of listen) fs.rmSync(f, { force: true });
     const t0 = Date.now();
     let pid: number;
     try {
       pid = await startJailed(
-        { uid: d.uid, gid: d.gid, stateDir: dir, ro, rw, devices, disks: d.disks, qemu: this.qemu, args: qemuArgs(d) },
+        { uid: d.uid, gid: d.gid, stateDir: dir, ro, rw: [], devices, disks: d.disks, listen, qemu: this.qemu, args: qemuArgs(d) },
         { jail: this.jail, logRelay: this.logRelay, logFile: d.logFile, logMaxBytes: GUEST_LOG_MAX_BYTES, logKeep: GUEST_LOG_KEEP, timeoutMs: 30_000 },
       );
     } catch (err) {

@@ -17,6 +17,8 @@ export interface JailSpec {
   devices: string[];
   /** Opened by the jail and given to QEMU as descriptors 3, 4, … in this order (qemu-args' -add-fd). */
   disks: { file: string; readonly: boolean; direct?: boolean }[];
+  /** Unix sockets the jail binds (as root, in the root's run dir) and QEMU inherits after the disks. */
+  listen?: string[];
   qemu: string;
   args: string[];
 }
@@ -66,6 +68,7 @@ export function jailArgv(spec: JailSpec): string[] {
   for (const p of spec.rw) out.push('--rw', checkJailPath(p, 'read-write bind'));
   for (const p of spec.devices) out.push('--dev', checkJailPath(p, 'device'));
   for (const d of spec.disks) out.push(`--disk-${d.readonly ? 'ro' : 'rw'}${d.direct ? '-direct' : ''}`, checkJailPath(d.file, 'disk'));
+  for (const f of spec.listen ?? []) out.push('--listen', checkJailPath(f, 'socket'));
   out.push('--', checkJailPath(spec.qemu, 'QEMU binary'), ...spec.args);
   return out;
 }

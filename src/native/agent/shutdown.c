@@ -54,6 +54,8 @@ static size_t live_groups(pid_t **out) {
     char state;
     long ppid, pgrp;
     if (!paren || sscanf(paren + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3 || state == 'Z') continue;
+    /* A VM's kernel threads (kthreadd, pid 2, and its children) are in /proc too, in no process group. */
+    if (cfg.poweroff && pgrp == 0 && (pid == 2 || ppid == 2)) continue;
     if (n == cap) {
       pid_t *bigger = realloc(live, cap * 2 * sizeof *live);
       if (!bigger) break;
