@@ -4,6 +4,7 @@
 
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, promises as fs } from 'node:fs';
+import { isAlive } from '../../src/backends/vm/vm-proc';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -152,11 +153,16 @@ export class Instance {
     return dumpWithNode(this.config.dbPath);
   }
 
+  async killVms(): Promise<void> {
+    await killInstanceVms(this.config.vmRoot);
+  }
+
   async destroy(): Promise<void> {
     await this.stopDaemon().catch(() => undefined);
     const runc = ['--root', this.config.runcRoot];
     const list = await execFileP('runc', [...runc, 'list', '-q']).then((r) => r.stdout.split('\n').filter(Boolean), () => [] as string[]);
     for (const id of list) await execFileP('runc', [...runc, 'delete', '--force', id]).catch(() => undefined);
+    await this.killVms();
     await unmountAllUnder(this.home).catch(() => undefined);
     // rm(1) and not fs.rm: a qube's names need not be UTF-8 and its paths can exceed PATH_MAX.
     await execFileP('rm', ['-rf', '--one-file-system', '--', this.home]).catch(() => undefined);
@@ -168,6 +174,21 @@ export class Instance {
     }
     this.assertNoBugs();
   }
+}
+
+/** The hvm qubes' QEMUs of this instance keep running without isolad (as containers do): ended by their recorded pid. */
+export async function killInstanceVms(vmRoot: string): Promise<void> {
+  const ids = await fs.readdir(vmRoot).catch(() => [] as string[]);
+  for (const id of ids) {
+    try {
+      const { pid, startTime } = JSON.parse(await fs.readFile(path.join(vmRoot, id, 'started'), 'utf8')) as { pid: number; startTime: string };
+      if (isAlive(pid, startTime)) process.kill(pid, 'SIGKILL');
+    } catch {
+      // not started, or gone already
+    }
+  }
+  await sleep(200);
+  await fs.rm(vmRoot, { recursive: true, force: true }).catch(() => undefined);
 }
 
 async function dumpWithNode(dbPath: string): Promise<string> {
