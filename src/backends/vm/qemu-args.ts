@@ -86,10 +86,16 @@ export function diskArgs(machine: VmMachine, disks: readonly VmDisk[]): string[]
   return out;
 }
 
+/** TCG's translation buffer in MiB (-accel tcg,tb-size=N). */
+export const TCG_TB_SIZE_MIB = 16;
+
 function machineArgs(d: VmDescription): string[] {
   // microvm: ACPI is how the cloud kernel finds virtio-mmio devices (no cmdline devices in its config).
   const m = d.machine === 'microvm' ? 'microvm,acpi=on,isa-serial=on,rtc=on' : 'q35';
-  const accel = d.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
+  // TCG's translation buffer: QEMU's default (1 GiB, touched as code is translated) let an idle guest's
+  // QEMU keep 36-42 MiB of translated code; 16 MiB saves ~20 MiB per qube and, measured by
+  // bench/vm.bench.ts (docs/vm-boot-notes.md), does not slow boot beyond the host's noise; 8 MiB did.
+  const accel = d.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', `tcg,tb-size=${TCG_TB_SIZE_MIB}`, '-cpu', 'max'];
   return ['-M', m, ...accel, '-m', `${d.memoryMiB}M`, '-smp', String(d.vcpus)];
 }
 
