@@ -3,13 +3,13 @@
 //    (a 1 KiB static init, no busybox), wall time from exec to QEMU's exit, microvm and q35, TCG.
 // 2. memory: QEMU's PSS for an idle guest (init sleeps), and the same minus the guest RAM it touched
 //    (the private anonymous mapping whose size is the guest's memory), 256 and 400 MiB.
-// 3. knobs: TCG's translation buffer (-accel tcg,tb-size=N), and glibc's malloc arenas (plain QEMU only:
-//    the jail gives QEMU no environment but PATH), each for boot time and overhead.
+// 3. knobs: TCG's translation buffer (-accel tcg,tb-size=N), each for boot time and overhead (the jail
+//    gives QEMU MALLOC_ARENA_MAX=1: measured ~5 MiB less without the jail, now always on).
 // QEMU runs through isola-vmm-jail and isola-log-relay with the command line qemuArgs() writes, as
 // QemuBackend.start() runs it (same binds, devices, disks as descriptors), but without QMP: the backend's
 // start() would also wait for QMP, which says nothing about QEMU. Writes bench/results/vm-<time>.json.
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -18,16 +18,19 @@ import { testKernel } from '../test/integration/vm-test-kernel';
 import { probeAccelerator } from '../src/backends/kvm-probe';
 import { cpioArchive, S_IFDIR, S_IFREG } from '../src/backends/vm/cpio';
 import { guestCmdline, hostTscKhz } from '../src/backends/vm/guest-cmdline';
-import { qemuArgs, socketDir, TCG_TB_SIZE_MIB, type VmDescription, type VmMachine } from '../src/backends/vm/qemu-args';
+import { listenSockets, qemuArgs, TCG_TB_SIZE_MIB, type VmDescription, type VmMachine } from '../src/backends/vm/qemu-args';
 import { isAlive, killVerified, procStat, waitGone } from '../src/backends/vm/vm-proc';
 import { jailExit, startJailed, systemBinds } from '../src/backends/vm/vmm-jail';
 import { report } from './report';
+import { readSmaps, stats, type Smaps } from './smaps';
+import { idleQubesMemory, qubeStarts, type IdleQubes, type QubeStarts } from './hvm-qubes';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';
 const RUNS = 5;
 const MACHINES: VmMachine[] = ['microvm', 'q35'];
 const MEMORIES = [256, 400];
 const TB_SIZES = [8, 16, 32, 64];
+const IDLE_QUBES = Number(process.env.ISOLA_BENCH_IDLE_QUBES || 20);
 const READY = 'vmbench-init: up';
 const LIBEXEC = path.resolve(__dirname, '../libexec');
 
@@ -77,7 +80,6 @@ interface Knob {
   /** The -accel value replacing "tcg". */
   accel?: string;
   /** Plain QEMU (no jail) with this environment. */
-  plainEnv?: Record<string, string>;
 }
 
 /** The command line qemuArgs() writes, unchanged (TCG_TB_SIZE_MIB). */
@@ -132,25 +134,12 @@ async function launch(ctx: Ctx, machine: VmMachine, memoryMiB: number, initrd: s
   fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const d = description(ctx, machine, memoryMiB, initrd, runDir);
   const uid = ctx.uidBase + n * 65536;
-  fs.mkdirSync(socketDir(runDir), { mode: 0o700 });
-  fs.chownSync(socketDir(runDir), uid, uid);
   const logFile = path.join(ctx.tmp, 'log', `vmb${n}.log`);
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const args = withKnob(qemuArgs(d), knob);
   const t0 = process.hrtime.bigint();
-  if (knob.plainEnv) {
-    // Plain QEMU as root, outside the jail: the disks as the descriptors the jail would give (3; 5
-    // read-only and 6 read-write: QEMU opens read-only first).
-    const fds = [fs.openSync(d.disks[0].file, 'r'), fs.openSync(d.disks[1].file, 'r'), fs.openSync(d.disks[1].file, 'r+')];
-    const log = fs.openSync(logFile, 'w');
-    const child = spawn(QEMU, args, { stdio: ['ignore', log, 'ignore', fds[0], 'ignore', fds[1], fds[2]], env: { PATH: '/usr/bin', ...knob.plainEnv }, detached: true });
-    for (const fd of [...fds, log]) fs.closeSync(fd);
-    child.unref();
-    const st = procStat(child.pid!);
-    return { pid: child.pid!, startTime: st?.startTime ?? '', logFile, runDir, t0 };
-  }
   const pid = await startJailed(
-    { uid, gid: uid, stateDir: runDir, ro: [...systemBinds(QEMU), d.kernel, d.initrd], rw: [socketDir(runDir)], devices: ['/dev/null', '/dev/zero', '/dev/urandom'], disks: d.disks, qemu: QEMU, args },
+    { uid, gid: uid, stateDir: runDir, ro: [...systemBinds(QEMU), d.kernel, d.initrd], rw: [], listen: listenSockets(runDir), devices: ['/dev/null', '/dev/zero', '/dev/urandom'], disks: d.disks, qemu: QEMU, args },
     { jail: process.env.ISOLA_VMM_JAIL || path.join(LIBEXEC, 'isola-vmm-jail'), logRelay: process.env.ISOLA_LOG_RELAY || path.join(LIBEXEC, 'isola-log-relay'), logFile, logMaxBytes: 1 << 20, logKeep: 1, timeoutMs: 30_000 },
   );
   return { pid, startTime: procStat(pid)?.startTime ?? '', logFile, runDir, t0 };
@@ -171,34 +160,10 @@ async function floorOnce(ctx: Ctx, machine: VmMachine, knob: Knob): Promise<numb
     await sleep(5);
   }
   const ms = msSince(r.t0);
-  if (!knob.plainEnv) {
-    let exit: string | undefined;
-    for (let i = 0; i < 100 && !(exit = jailExit(r.runDir)); i++) await sleep(10);
-    if (exit !== 'exited 0') throw new Error(`${machine} ${knob.name}: QEMU ${exit ?? 'ended (no status)'} (log ${r.logFile})`);
-  }
+  let exit: string | undefined;
+  for (let i = 0; i < 100 && !(exit = jailExit(r.runDir)); i++) await sleep(10);
+  if (exit !== 'exited 0') throw new Error(`${machine} ${knob.name}: QEMU ${exit ?? 'ended (no status)'} (log ${r.logFile})`);
   return ms;
-}
-
-interface Smaps {
-  pssKiB: number;
-  guestRam?: { sizeKiB: number; rssKiB: number; pssKiB: number };
-  /** The TCG translation buffer: QEMU's rwx mappings. */
-  codeKiB: number;
-}
-
-function readSmaps(pid: number, memoryMiB: number): Smaps {
-  const pssKiB = Number(/^Pss:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))![1]);
-  const blocks = fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/);
-  let guestRam: Smaps['guestRam'];
-  let codeKiB = 0;
-  for (const b of blocks) {
-    const head = b.split('\n')[0].split(/\s+/);
-    const field = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(b)?.[1] ?? 0);
-    const anonymous = head.length < 6 || head[5] === '';
-    if (anonymous && head[1] === 'rw-p' && field('Size') === memoryMiB * 1024) guestRam = { sizeKiB: field('Size'), rssKiB: field('Rss'), pssKiB: field('Pss') };
-    if (head[1] === 'rwxp') codeKiB += field('Pss');
-  }
-  return { pssKiB, guestRam, codeKiB };
 }
 
 /** An idle guest: boot until init's line, settle, read QEMU's smaps; the boot's ms to the line. */
@@ -228,12 +193,6 @@ async function memoryOnce(ctx: Ctx, machine: VmMachine, memoryMiB: number, knob:
   }
 }
 
-function stats(xs: number[]): { median: number; min: number; max: number; runs: number[] } {
-  const s = [...xs].sort((a, b) => a - b);
-  const median = s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  return { median, min: s[0], max: s[s.length - 1], runs: xs };
-}
-
 async function kvmLine(kernel: Awaited<ReturnType<typeof testKernel>>, cacheDir: string): Promise<string> {
   try {
     const p = await probeAccelerator({ kernel, cacheDir, machine: 'microvm', cacheFile: path.join(cacheDir, 'vmbench-accel-probe.json'), env: {} });
@@ -257,6 +216,8 @@ async function main(): Promise<void> {
   const kvm = await kvmLine(kernel, cacheDir);
   const floors: { machine: VmMachine; knob: string; ms: ReturnType<typeof stats> }[] = [];
   const mems: { machine: VmMachine; memoryMiB: number; knob: string; pssMiB: number; guestRamPssMiB?: number; guestRamRssMiB?: number; overheadMiB?: number; tcgCodeMiB: number; readyMs: number }[] = [];
+  let starts: QubeStarts[] = [];
+  let idle: IdleQubes | undefined;
   const knobs = [DEFAULT, QEMU_DEFAULT, ...TB_SIZES.filter((n) => n !== TCG_TB_SIZE_MIB).map(tbKnob)];
   try {
     for (const machine of MACHINES) {
@@ -268,13 +229,12 @@ async function main(): Promise<void> {
         process.stderr.write(`floor ${machine} ${k.name}: ${runs.get(k.name)!.map((x) => x.toFixed(0)).join(' ')} ms\n`);
       }
     }
-    const memKnobs: Knob[] = [...knobs, { name: 'plain QEMU (no jail)', plainEnv: {} }, { name: 'plain QEMU, MALLOC_ARENA_MAX=1', plainEnv: { MALLOC_ARENA_MAX: '1' } }];
+    const memKnobs: Knob[] = knobs;
     for (const machine of MACHINES) {
       for (const memoryMiB of MEMORIES) {
         for (const k of memKnobs) {
-          // Kept under ~5 minutes: the larger guest and plain QEMU only where they can tell something new.
+          // Kept under ~5 minutes: the larger guest only where it can tell something new.
           if (memoryMiB !== MEMORIES[0] && k !== DEFAULT && k !== QEMU_DEFAULT) continue;
-          if (k.plainEnv && machine !== 'microvm') continue;
           const m = await memoryOnce(ctx, machine, memoryMiB, k);
           const mib = (kib: number) => kib / 1024;
           mems.push({
@@ -286,6 +246,8 @@ async function main(): Promise<void> {
         }
       }
     }
+    starts = await qubeStarts(MACHINES, RUNS);
+    idle = await idleQubesMemory(IDLE_QUBES);
   } finally {
     if (!process.env.ISOLA_BENCH_KEEP) fs.rmSync(tmp, { recursive: true, force: true });
   }
@@ -302,8 +264,18 @@ async function main(): Promise<void> {
     lines.push([`idle QEMU, ${m.memoryMiB} MiB guest`, m.machine, m.knob, `${f1(m.pssMiB)} MiB`, `${f1(m.guestRamPssMiB)} MiB`, `${f1(m.overheadMiB)} MiB`, `${f1(m.tcgCodeMiB)} MiB`,
       `${m.overheadMiB === undefined ? 'no mapping of the guest size found; ' : ''}up in ${f0(m.readyMs)} ms; goal overhead ≤ 30 MiB`]);
   }
+  lines.push(['measure', 'machine', 'knob', 'median', 'min', 'max', 'vs floor (same run)', 'note']);
+  for (const st of starts) {
+    const floor = floors.find((x) => x.machine === st.machine && x.knob === DEFAULT.name)!.ms.median;
+    lines.push([`hvm qube start to agent ready (qvm-start, ${st.ms.runs.length} runs)`, st.machine, DEFAULT.name, `${f0(st.ms.median)} ms`, `${f0(st.ms.min)} ms`, `${f0(st.ms.max)} ms`,
+      `${(st.ms.median / floor).toFixed(2)}×`, 'goal ≤ 2× the floor']);
+  }
+  if (idle) {
+    lines.push([`${idle.qubes} idle hvm qubes (${idle.memoryMiB} MiB each): QEMU PSS total`, idle.machine, DEFAULT.name, `${f0(idle.totalPssMiB)} MiB`, '', '', '',
+      `host MemAvailable fell ${f0(idle.memAvailableDropMiB)} MiB; per QEMU beyond guest RAM: median ${f1(idle.overheadMiB.median)} MiB (${f1(idle.overheadMiB.min)}–${f1(idle.overheadMiB.max)})`]);
+  }
   process.stdout.write(`${kvm}\n`);
-  report('vm', lines, { kernel: kernel.version, qemu: spawnSync(QEMU, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0], kvm, runs: RUNS, floors, memory: mems, seconds: (Date.now() - t0) / 1000 });
+  report('vm', lines, { kernel: kernel.version, qemu: spawnSync(QEMU, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0], kvm, runs: RUNS, floors, memory: mems, starts, idle, seconds: (Date.now() - t0) / 1000 });
 }
 
 main().catch((e) => {

@@ -247,7 +247,8 @@ static void jail_child(unsigned long uid, unsigned long gid, char **argv) {
     die("remount root read-only: %s", strerror(errno));
   drop_privileges(uid, gid);
   place_disks();
-  char *envp[] = {"PATH=/usr/bin", NULL};
+  /* One malloc arena: QEMU's threads need no more, and each costs resident memory per qube. */
+  char *envp[] = {"PATH=/usr/bin", "MALLOC_ARENA_MAX=1", NULL};
   execve(argv[0], argv, envp);
   die("exec %s: %s", argv[0], strerror(errno));
 }

@@ -115,7 +115,7 @@ export class Instance {
   }
 
   /** Runs a command from bin/ as a user would; never throws on a non-zero exit. */
-  cli(cmd: string, args: string[], input?: string): Promise<CliResult> {
+  cli(cmd: string, args: string[], input?: string | Buffer): Promise<CliResult> {
     return new Promise((resolve, reject) => {
       const child = spawn(path.join(BIN, cmd), args, { env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
       let stdout = '';
