@@ -312,7 +312,22 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<ProbeResult[]>
     guard('disk', diskCheck(isolaHome)),
     guard('storage', storageCheck(isolaHome)),
   ]);
-  return results.filter((r): r is ProbeResult => r !== undefined);
+  const have = results.filter((r): r is ProbeResult => r !== undefined);
+  return [...have, virtModes(have)];
+}
+
+/** Qubes' virt_mode values this host can run, and why the others are not, from the checks above. */
+export function virtModes(results: readonly ProbeResult[]): ProbeResult {
+  const ok = (name: string) => results.find((r) => r.name === name)?.ok === true;
+  const modes: string[] = [];
+  const missing: string[] = [];
+  if (ok('OCI runtime') && ok('user namespaces') && ok('seccomp')) modes.push('sandbox');
+  else missing.push('sandbox (needs an OCI runtime, user namespaces and seccomp)');
+  const kvm = results.find((r) => r.name === KVM_CHECK_NAME);
+  if (!ok('QEMU')) missing.push('hvm (needs QEMU: apt-get install qemu-system-x86)');
+  else modes.push(kvm?.ok ? 'hvm (KVM)' : 'hvm (TCG, emulated: slower; KVM does not run a guest here)');
+  const detail = `${modes.join(', ') || 'none'}${missing.length ? `; not: ${missing.join(', ')}` : ''}`;
+  return { name: 'virt modes', ok: modes.length > 0, detail, fix: modes.length ? undefined : 'see the checks above' };
 }
 
 /** Aligned table with OK/MISSING, then one line per fix. */

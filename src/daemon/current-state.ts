@@ -41,7 +41,11 @@ export async function currentState(col: Collection, cfg: DaemonConfig, q: QubeRe
   } else {
     max = Number(col.prop(q, 'maxmem')) * 1024;
     const rt = state === 'Halted' ? undefined : col.store.runtime(q.qid);
-    if (rt) mem = Math.floor((await cgroupMemoryBytes(cfg, rt.runtimeId)) / 1024);
+    // A VM holds the memory it was given (no balloon yet), as Xen reports a domain's current allocation.
+    if (rt?.backend === 'hvm') mem = Number(col.prop(q, 'memory')) * 1024;
+    else if (rt) mem = Math.floor((await cgroupMemoryBytes(cfg, rt.runtimeId)) / 1024);
+    // Isola's own key: the accelerator a running VM got (kvm or tcg), for qvm-ls' VIRT-MODE.
+    if (rt?.accel) suffix = ` accel=${rt.accel}${suffix}`;
   }
   return `mem=${mem} mem_static_max=${max} cputime=0 power_state=${state}${suffix}`;
 }

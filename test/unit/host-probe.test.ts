@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatReport, parseCgroupLayout, parseKernelVersion, parseMeminfo, ProbeResult } from '../../src/backends/host-probe';
+import { formatReport, parseCgroupLayout, parseKernelVersion, parseMeminfo, ProbeResult, virtModes } from '../../src/backends/host-probe';
 import { bootSector, GUEST_RAN_EXIT } from '../../src/backends/kvm-probe';
 
 const ROOT = '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n';
@@ -90,4 +90,15 @@ test('KVM probe boot sector: 512 bytes, signature, writes 0x31 to the debug-exit
   assert.equal(b[511], 0xaa);
   assert.deepEqual([...b.subarray(0, 5)], [0xb0, 0x31, 0xe6, 0xf4, 0xf4]);
   assert.equal(GUEST_RAN_EXIT, 99);
+});
+
+test('virt modes: what the checks allow, and why a mode is not available', () => {
+  const r = (name: string, ok: boolean) => ({ name, ok, detail: '' });
+  const base = [r('OCI runtime', true), r('user namespaces', true), r('seccomp', true)];
+  assert.equal(virtModes([...base, r('QEMU', true), r('KVM', true)]).detail, 'sandbox, hvm (KVM)');
+  assert.match(virtModes([...base, r('QEMU', true), r('KVM', false)]).detail, /^sandbox, hvm \(TCG/);
+  assert.match(virtModes([...base, r('QEMU', false), r('KVM', true)]).detail, /^sandbox; not: hvm \(needs QEMU/);
+  const none = virtModes([r('OCI runtime', false), r('QEMU', false)]);
+  assert.equal(none.ok, false);
+  assert.match(none.detail, /^none; not: sandbox .*, hvm/);
 });
