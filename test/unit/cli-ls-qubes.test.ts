@@ -113,6 +113,17 @@ describe("qvm-ls: Qubes' expected outputs", () => {
     ));
   });
 
+  it('VIRT-MODE of a running hvm qube names its accelerator; a halted one shows the property alone', async () => {
+    const w = world([
+      ['vault', 'AppVM', 'Running', { virt_mode: 'hvm', accel: 'tcg' }],
+      ['fast', 'AppVM', 'Running', { virt_mode: 'hvm', accel: 'kvm' }],
+      ['off', 'AppVM', 'Halted', { virt_mode: 'hvm' }],
+      ['work', 'AppVM', 'Running', { virt_mode: 'sandbox' }],
+      ['evil', 'AppVM', 'Running', { virt_mode: 'hvm', accel: 'tcg\x1b[31m' }],
+    ]);
+    assert.equal((await ls(['--raw-data', '-O', 'name,virt_mode'], w)).stdout, table('evil|hvm', 'fast|hvm/kvm', 'off|hvm', 'vault|hvm/tcg', 'work|sandbox'));
+  });
+
   it('--raw-data prints |-separated values without a header', async () => {
     const w = world([['dom0', 'AdminVM', 'Running', {}], ['test-vm', 'AppVM', 'Running', {}]]);
     assert.equal((await ls(['--raw-data', '--fields=name,class', 'dom0', 'test-vm'], w)).stdout, 'dom0|AdminVM\ntest-vm|AppVM\n');

@@ -104,15 +104,6 @@ export const COMPUTED: readonly Column[] = [
   ...volumeColumns('PRIV', 'private', 'private (/home, /usr/local)'),
   ...volumeColumns('ROOT', 'root', 'root (/usr, /etc, …)'),
   {
-    head: 'VIRT-MODE', doc: 'virt_mode (sandbox or hvm); for a running hvm qube, with the accelerator it runs under: hvm/kvm or hvm/tcg.',
-    needs: { props: true, state: true },
-    value: (q) => {
-      const mode = propValue(q, 'virt_mode');
-      const accel = q.entry.state === 'Halted' ? undefined : q.state?.get('accel');
-      return mode && accel && /^[a-z]{1,8}$/.test(accel) ? `${mode}/${accel}` : mode;
-    },
-  },
-  {
     head: 'FLAGS', needs: { props: true }, value: formatFlags,
     doc: 'Type letter (0 AdminVM, a AppVM, d DispVM, s StandaloneVM, t TemplateVM; uppercase for hvm), power state ' +
       'letter (r running, t transient, p paused, s suspended, h halting, d dying, c crashed, - halted), then U updateable, ' +
@@ -131,8 +122,16 @@ const FROM_LIST = new Set(['name', 'klass', 'uuid']);
  */
 const ALIASES: Record<string, string> = { initialmem: 'memory' };
 
+/** virt_mode, and for a running hvm qube the accelerator it got (Isola's `accel` in CurrentState): hvm/kvm, hvm/tcg. */
+function virtModeValue(q: LsQube): string | undefined {
+  const mode = propValue(q, 'virt_mode');
+  const accel = q.entry.state === 'Halted' ? undefined : q.state?.get('accel');
+  return mode && accel && /^[a-z]{1,8}$/.test(accel) ? `${mode}/${accel}` : mode;
+}
+
 export function propertyColumn(name: string): Column {
   const source = ALIASES[name] ?? name;
+  if (source === 'virt_mode') return { head: 'VIRT-MODE', needs: { props: true, state: true }, value: virtModeValue };
   return { head: name.toUpperCase().replace(/_/g, '-'), needs: FROM_LIST.has(source) ? {} : { props: true }, value: (q) => propValue(q, source) };
 }
 
