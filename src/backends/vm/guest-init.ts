@@ -70,6 +70,8 @@ done
 mount -t tmpfs -o mode=755,size=64m isola-lib $R/usr/lib/isola && cp -a ${INITRAMFS_GUEST_LIB}/. $R/usr/lib/isola/ \\
   && mount -o remount,ro,bind,nodev,nosuid $R/usr/lib/isola || fail "cannot install the guest library"
 echo "$ISOLA_HOSTNAME" > /proc/sys/kernel/hostname
+# ctrl-alt-del (the host's graceful stop on q35) becomes SIGINT to PID 1, the agent, instead of an instant reboot.
+echo 0 > /proc/sys/kernel/ctrl-alt-del || fail "cannot turn ctrl-alt-del into a signal"
 mount --move /dev $R/dev && mount --move /proc $R/proc && mount --move /sys $R/sys || fail "cannot move /dev, /proc, /sys"
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5 devpts $R/dev/pts
@@ -80,6 +82,15 @@ mount -t tmpfs -o nosuid,nodev,mode=1777 shm $R/dev/shm
 mknod -m 666 /dev/null c 1 3
 chroot $R /usr/lib/isola/isola-vport-bridge --agent-port org.isola.agent --agent-socket /run/isola/agent.sock \\
   --client-port org.isola.client --client-socket /run/qubes/qrexec-client.sock &
+# The channel's endpoints in the guest are the bridge's sockets: each is bound onto itself, so that no file
+# operation of a guest process (rm, rename, a symlink in its place) can remove or swap it, as a sandbox's
+# are bound in from the host (channel-endpoint-swap). The guest's root could still unmount them: it owns
+# this kernel, and breaking its own channel reaches nothing of the host's.
+for s in $R/run/isola/agent.sock $R/run/qubes/qrexec-client.sock; do
+  i=0
+  while [ ! -S "$s" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+  mount --bind "$s" "$s" || fail "the vport bridge did not listen at \${s#$R}"
+done
 exec switch_root $R /usr/lib/isola/isola-agent
 fail "cannot start the agent"
 `;
