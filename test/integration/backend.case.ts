@@ -244,6 +244,11 @@ export function runBackendConformance(
       if (sharedKernel) {
         const r = await sh(a.runtimeId, 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max');
         assert.equal(Number(r.stdout.trim()), limitMiB * 1024 * 1024);
+      } else {
+        // A VM's limit is its RAM: the guest's kernel has no more than that (less what it reserves).
+        const r = await sh(a.runtimeId, 'grep MemTotal /proc/meminfo');
+        const kib = Number(/MemTotal:\s+(\d+) kB/.exec(r.stdout)?.[1]);
+        assert.ok(kib > 0 && kib <= limitMiB * 1024, `the guest has ${kib} KiB, its limit is ${limitMiB} MiB`);
       }
       // dd's buffer is one block: touching twice the limit must get it killed, not the host.
       const r = await sh(a.runtimeId, `dd if=/dev/zero of=/dev/null bs=${limitMiB * 2}M count=1 2>&1; echo "rc=$?"`);
