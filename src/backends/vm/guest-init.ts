@@ -18,6 +18,9 @@ fail() {
   sleep 5
 }
 mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev || fail "cannot mount /proc, /sys and /dev"
+# ctrl-alt-del (the host's graceful stop on q35) becomes SIGINT to PID 1 (the agent, once it runs) instead of
+# an instant reset: set before any disk is mounted read-write, so that a stop during boot never resets under one.
+echo 0 > /proc/sys/kernel/ctrl-alt-del || fail "cannot turn ctrl-alt-del into a signal"
 while read -r m; do
   insmod "/lib/isola-modules/$m" || fail "cannot load the module $m"
 done < /lib/isola-modules/modules.order
@@ -70,8 +73,6 @@ done
 mount -t tmpfs -o mode=755,size=64m isola-lib $R/usr/lib/isola && cp -a ${INITRAMFS_GUEST_LIB}/. $R/usr/lib/isola/ \\
   && mount -o remount,ro,bind,nodev,nosuid $R/usr/lib/isola || fail "cannot install the guest library"
 echo "$ISOLA_HOSTNAME" > /proc/sys/kernel/hostname
-# ctrl-alt-del (the host's graceful stop on q35) becomes SIGINT to PID 1, the agent, instead of an instant reboot.
-echo 0 > /proc/sys/kernel/ctrl-alt-del || fail "cannot turn ctrl-alt-del into a signal"
 mount --move /dev $R/dev && mount --move /proc $R/proc && mount --move /sys $R/sys || fail "cannot move /dev, /proc, /sys"
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5 devpts $R/dev/pts
