@@ -91,7 +91,7 @@ export class VmHost {
     const name = launch.kernel?.name;
     const kernel = name ? await kernelInfo(this.config.home, name) : await this.defaultKernel();
     if (!kernel) throw new Error(`qube ${launch.name}: kernel '${name}' is not installed (installed: ${this.kernelNames.join(', ') || 'none'})`);
-    const base = await this.baseFor(kernel);
+    const base = await this.baseFor(kernel, launch.guestLib || this.guestLib);
     const conf = Buffer.from(bootConfig(launch, VM_AGENT_ENV));
     const initrd = path.join(dir, 'initrd');
     await writeQubeInitramfs(base, qubeArchive([{ name: BOOT_CONF.slice(1), mode: 0o600, data: conf }]), initrd);
@@ -100,17 +100,24 @@ export class VmHost {
     return { kernel: kernel.vmlinuz, initrd, cmdline: guestCmdline(this.machine, { extra: extra ? [extra] : [] }) };
   }
 
-  /** The base initramfs of a kernel with this isolad's guest library: built once per isolad, cached on disk. */
-  private baseFor(kernel: KernelInfo): Promise<string> {
-    let p = this.base.get(kernel.version);
+  /**
+   * The base initramfs of a kernel with the launch's guest library (the one a sandbox would bind at
+   * /usr/lib/isola): built once per isolad and library, cached on disk.
+   */
+  private baseFor(kernel: KernelInfo, guestLib: string): Promise<string> {
+    const key = `${kernel.version}\0${guestLib}`;
+    let p = this.base.get(key);
     if (!p) {
-      p = guestLibFiles(this.guestLib).then((extra) => baseInitramfs({ kernel, cacheDir: this.config.cache, init: Buffer.from(GUEST_INIT), extra }));
-      p.catch(() => this.base.delete(kernel.version));
-      this.base.set(kernel.version, p);
+      p = guestLibFiles(guestLib).then((extra) => baseInitramfs({ kernel, cacheDir: this.config.cache, init: Buffer.from(GUEST_INIT), extra }));
+      p.catch(() => this.base.delete(key));
+      this.base.set(key, p);
     }
     return p;
   }
 }
+
+/** What the guest's init runs from the guest library (guest-init.ts). */
+const GUEST_LIB_NEEDS = ['isola-agent', 'isola-vport-bridge'];
 
 /** Every regular file of the guest library, for /isola/lib in the initramfs (the init copies it to /usr/lib/isola). */
 async function guestLibFiles(dir: string): Promise<ExtraFile[]> {
@@ -122,6 +129,13 @@ async function guestLibFiles(dir: string): Promise<ExtraFile[]> {
       else if (e.isFile()) out.push({ dst: path.posix.join(INITRAMFS_GUEST_LIB, r), src: path.join(dir, r), mode: (await fs.stat(path.join(dir, r))).mode & 0o7777 });
     }
   };
-  await walk('');
+  await walk('').catch((e: Error) => {
+    throw new Error(`cannot read the guest library ${dir}: ${e.message}`);
+  });
+  // Without them the guest's init cannot hand over and powers off: refuse now, with the reason, rather than
+  // report a start that can only end in a VM without an agent.
+  for (const need of GUEST_LIB_NEEDS) {
+    if (!out.some((f) => f.dst === path.posix.join(INITRAMFS_GUEST_LIB, need))) throw new Error(`the guest library ${dir} has no ${need}`);
+  }
   return out.sort((a, b) => (a.dst < b.dst ? -1 : 1));
 }

@@ -17,8 +17,11 @@ export interface ExecResult {
 
 export interface ConformanceHarness {
   backend: Backend;
-  /** Runs argv inside a running qube (test-only back door: not part of the Backend interface). */
-  exec(id: string, argv: string[]): Promise<ExecResult>;
+  /**
+   * Runs argv inside a running qube as its root (test-only back door: not part of the Backend interface).
+   * `agent` is the suite's listener on the qube's channel, for a harness whose only way in is the agent.
+   */
+  exec(id: string, argv: string[], agent: AgentListener | undefined): Promise<ExecResult>;
   /** Removes everything the harness made (temp dirs, cgroup parents); runs even after failures. */
   cleanup(): Promise<void>;
 }
@@ -60,7 +63,8 @@ export function runBackendConformance(
       assert.ok(h, 'harness was not created');
       return h;
     };
-    const sh = async (id: string, script: string): Promise<ExecResult> => harness().exec(id, ['/bin/sh', '-c', script]);
+    const agentOf = new Map<string, AgentListener>();
+    const sh = async (id: string, script: string): Promise<ExecResult> => harness().exec(id, ['/bin/sh', '-c', script], agentOf.get(id));
     const uuidOf = (l: QubeLaunch) => ({ runtimeId: l.runtimeId, uuid: l.uuid, ids: l.ids });
     /** As the lifecycle does it: the channel listens before the qube runs. */
     const listening = new Set<string>();
@@ -74,6 +78,7 @@ export function runBackendConformance(
       const agent = new AgentListener({ channel: await harness().backend.channel(uuidOf(l)), name: l.name, log: () => undefined });
       await agent.listen();
       agents.push(agent);
+      agentOf.set(l.runtimeId, agent);
       listening.add(l.runtimeId);
       return agent;
     };
@@ -150,6 +155,17 @@ export function runBackendConformance(
       assert.deepEqual(map, [0, a.ids.base, a.ids.count]);
     });
 
+    test('root inside is root of its own kernel, and the VMM on the host is the qube\'s uid with no capabilities', { skip: sharedKernel && 'a shared kernel' }, async () => {
+      assert.equal((await sh(a.runtimeId, 'id -u')).stdout.trim(), '0');
+      const status = fs.readFileSync(`/proc/${infoA.pid}/status`, 'utf8');
+      const field = (k: string) => new RegExp(`^${k}:[ \\t]*(.*)$`, 'm').exec(status)?.[1].trim().split(/\s+/);
+      assert.deepEqual(field('Uid')?.map(Number), [a.ids.base, a.ids.base, a.ids.base, a.ids.base]);
+      assert.deepEqual(field('Gid')?.map(Number), [a.ids.base, a.ids.base, a.ids.base, a.ids.base]);
+      for (const k of ['CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) assert.deepEqual(field(k), ['0000000000000000'], k);
+      assert.deepEqual(field('Seccomp'), ['2']);
+      assert.deepEqual(field('NoNewPrivs'), ['1']);
+    });
+
     test('only the loopback interface exists', async () => {
       const r = await sh(a.runtimeId, 'cat /proc/net/dev');
       const ifaces = r.stdout.split('\n').slice(2).map((l) => l.split(':')[0].trim()).filter(Boolean);
@@ -158,7 +174,8 @@ export function runBackendConformance(
 
     test('host processes are invisible', async () => {
       const r = await sh(a.runtimeId, 'for p in /proc/[0-9]*; do echo "${p#/proc/} $(tr "\\0" " " < $p/cmdline)"; done');
-      const procs = r.stdout.trim().split('\n').filter(Boolean);
+      // A VM's own kernel lists its kernel threads too (no cmdline): only its processes are counted.
+      const procs = r.stdout.trim().split('\n').filter(Boolean).filter((l) => sharedKernel || /^\d+ \S/.test(l));
       assert.ok(procs.length > 0 && procs.length < 10, `pids seen inside: ${procs.length}\n${r.stdout}`);
       assert.ok(procs.some((l) => l.startsWith('1 ')), 'the qube has its own pid 1');
       const hostNeedle = process.argv[1] ?? 'node';
@@ -177,14 +194,35 @@ export function runBackendConformance(
 
     test('host sysctls and sysrq cannot be written', async () => {
       const before = fs.readFileSync('/proc/sys/kernel/hostname', 'utf8');
+      const panicBefore = fs.readFileSync('/proc/sys/kernel/panic', 'utf8');
       for (const file of ['/proc/sys/kernel/hostname', '/proc/sys/vm/drop_caches', '/proc/sys/kernel/panic', '/proc/sysrq-trigger']) {
         const r = await sh(a.runtimeId, `echo 1 > ${file}`);
-        assert.notEqual(r.code, 0, `${file} was writable`);
+        // A VM's root writes its own kernel's (what it may): the host's must not change, checked below.
+        if (sharedKernel) assert.notEqual(r.code, 0, `${file} was writable`);
       }
       assert.equal(fs.readFileSync('/proc/sys/kernel/hostname', 'utf8'), before);
+      assert.equal(fs.readFileSync('/proc/sys/kernel/panic', 'utf8'), panicBefore);
+      if (!sharedKernel) {
+        // The write reached the guest's kernel, so the one above was not the host's; the name is put back.
+        assert.equal((await sh(a.runtimeId, `cat /proc/sys/kernel/hostname; echo ${a.name} > /proc/sys/kernel/hostname`)).stdout.trim(), '1');
+        assert.equal((await sh(a.runtimeId, 'cat /proc/sys/kernel/hostname')).stdout.trim(), a.name);
+      }
     });
 
     test('no host block, kvm or memory devices', async () => {
+      if (!sharedKernel) {
+        // A VM's /dev is its own kernel's: its block devices must be exactly its own disks (virtio, serial
+        // isola-d<N>), its memory devices are its own RAM, and nothing of the host's (kvm, sd*, nvme*) shows.
+        const disks = [...(a.volumes.root.image?.disks ?? []), ...(a.volumes.private.image?.disks ?? [])];
+        const blk = await sh(a.runtimeId, 'for b in /sys/block/*; do echo "${b##*/} $(cat $b/serial 2>/dev/null)"; done');
+        const devs = blk.stdout.trim().split('\n').filter((l) => l && !/^(ram|loop)\d+ $/.test(l));
+        assert.deepEqual(devs.map((l) => l.split(' ')[1]).sort(), disks.map((_, i) => `isola-d${i}`).sort(), blk.stdout);
+        assert.ok(devs.every((l) => /^vd[a-z]+ isola-d\d+$/.test(l)), blk.stdout);
+        for (const dev of ['/dev/kvm', '/dev/sda', '/dev/nvme0n1']) assert.notEqual((await sh(a.runtimeId, `test -e ${dev}`)).code, 0, `${dev} exists inside`);
+        const ls = await sh(a.runtimeId, 'ls /dev');
+        assert.ok(!/\b(kvm|sd[a-z]|nvme\w*)\b/.test(ls.stdout), ls.stdout);
+        return;
+      }
       for (const dev of ['/dev/kvm', '/dev/vda', '/dev/sda', '/dev/nvme0n1', '/dev/mem', '/dev/kmem', '/dev/port']) {
         const r = await sh(a.runtimeId, `test -e ${dev}`);
         assert.notEqual(r.code, 0, `${dev} exists inside`);
@@ -206,6 +244,11 @@ export function runBackendConformance(
       if (sharedKernel) {
         const r = await sh(a.runtimeId, 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max');
         assert.equal(Number(r.stdout.trim()), limitMiB * 1024 * 1024);
+      } else {
+        // A VM's limit is its RAM: the guest's kernel has no more than that (less what it reserves).
+        const r = await sh(a.runtimeId, 'grep MemTotal /proc/meminfo');
+        const kib = Number(/MemTotal:\s+(\d+) kB/.exec(r.stdout)?.[1]);
+        assert.ok(kib > 0 && kib <= limitMiB * 1024, `the guest has ${kib} KiB, its limit is ${limitMiB} MiB`);
       }
       // dd's buffer is one block: touching twice the limit must get it killed, not the host.
       const r = await sh(a.runtimeId, `dd if=/dev/zero of=/dev/null bs=${limitMiB * 2}M count=1 2>&1; echo "rc=$?"`);

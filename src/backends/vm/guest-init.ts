@@ -18,6 +18,9 @@ fail() {
   sleep 5
 }
 mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev || fail "cannot mount /proc, /sys and /dev"
+# ctrl-alt-del (the host's graceful stop on q35) becomes SIGINT to PID 1 (the agent, once it runs) instead of
+# an instant reset: set before any disk is mounted read-write, so that a stop during boot never resets under one.
+echo 0 > /proc/sys/kernel/ctrl-alt-del || fail "cannot turn ctrl-alt-del into a signal"
 while read -r m; do
   insmod "/lib/isola-modules/$m" || fail "cannot load the module $m"
 done < /lib/isola-modules/modules.order
@@ -80,6 +83,15 @@ mount -t tmpfs -o nosuid,nodev,mode=1777 shm $R/dev/shm
 mknod -m 666 /dev/null c 1 3
 chroot $R /usr/lib/isola/isola-vport-bridge --agent-port org.isola.agent --agent-socket /run/isola/agent.sock \\
   --client-port org.isola.client --client-socket /run/qubes/qrexec-client.sock &
+# The channel's endpoints in the guest are the bridge's sockets: each is bound onto itself, so that no file
+# operation of a guest process (rm, rename, a symlink in its place) can remove or swap it, as a sandbox's
+# are bound in from the host (channel-endpoint-swap). The guest's root could still unmount them: it owns
+# this kernel, and breaking its own channel reaches nothing of the host's.
+for s in $R/run/isola/agent.sock $R/run/qubes/qrexec-client.sock; do
+  i=0
+  while [ ! -S "$s" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+  mount --bind "$s" "$s" || fail "the vport bridge did not listen at \${s#$R}"
+done
 exec switch_root $R /usr/lib/isola/isola-agent
 fail "cannot start the agent"
 `;

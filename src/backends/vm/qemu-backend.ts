@@ -256,6 +256,12 @@ export class QemuBackend implements Backend {
 
   async signal(id: string, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
     if (signal === 'SIGTERM') {
+      // ACPI's power button reaches no one in the guest (no daemon listens for it there). On q35 the PS/2
+      // keyboard's ctrl-alt-del does: the guest's init makes the kernel turn it into SIGINT to PID 1, the
+      // agent, which shuts down as for SIGTERM (microvm has no keyboard: the power button only).
+      if (this.described(id)?.machine === 'q35') {
+        await this.command(id, 'send-key', { keys: ['ctrl', 'alt', 'delete'].map((k) => ({ type: 'qcode', data: k })) });
+      }
       await this.command(id, 'system_powerdown');
       return;
     }
