@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -133,6 +134,19 @@ describe('hvm qubes through isolad', { skip, concurrency: false }, () => {
     assert.equal((await inst.ok('qvm-prefs', 'vault', 'virt_mode')).trim(), 'hvm');
   });
 
+  test('a guest that dies while booting: qvm-start fails in one line naming the qube, which stays Halted and starts again', async () => {
+    await halt('vault');
+    await inst.ok('qvm-prefs', 'vault', 'kernelopts', 'rdinit=/no-such-init');
+    const r = await inst.cli('qvm-start', ['vault']);
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /vault/);
+    assert.match(await inst.ok('qvm-ls', 'vault'), /vault\s+Halted/);
+    assert.deepEqual(await readdir(inst.config.vmRoot).catch(() => []), [], 'no run dir left behind');
+    await inst.ok('qvm-prefs', '--default', 'vault', 'kernelopts');
+    assert.equal(await okRun('vault', 'cat /home/user/private-file'), 'kept\n', 'its data untouched');
+  });
+
   test('qvm-copy between a sandbox and an hvm qube, both ways, byte-exact', async () => {
     const fromWork = await okRun('work', 'head -c 2000000 /dev/urandom > /tmp/f1 && sha256sum < /tmp/f1 && qvm-copy-to-vm vault /tmp/f1 >/dev/null');
     assert.equal(await okRun('vault', 'sha256sum < ~/QubesIncoming/work/f1'), fromWork);
@@ -160,5 +174,25 @@ describe('hvm qubes through isolad', { skip, concurrency: false }, () => {
     const ticks = await okRun('vault', 'a=$(cat /tmp/tick); sleep 1; b=$(cat /tmp/tick); [ "$a" != "$b" ] && echo ticking');
     assert.equal(ticks, 'ticking\n');
     await halt('vault');
+  });
+});
+
+describe('hvm where QEMU is missing', { skip, concurrency: false }, () => {
+  let inst: Instance;
+  before(async () => {
+    inst = new Instance({ env: { ISOLA_QEMU: '/nonexistent/qemu-system-x86_64' } });
+    await inst.start();
+  });
+  after(async () => {
+    await inst?.destroy();
+  });
+
+  test('virt_mode hvm is refused in one line saying what to install, and nothing changes', async () => {
+    const before = await inst.stateDump();
+    const r = await inst.cli('qubes-prefs', ['default_virt_mode', 'hvm']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /QEMU is not installed.*apt-get install qemu-system-x86/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.equal(await inst.stateDump(), before);
   });
 });
