@@ -278,8 +278,15 @@ export class QemuBackend implements Backend {
   }
 
   async deathReason(id: string): Promise<string | undefined> {
-    const exit = jailExit(this.runDir(id));
-    return exit ? exitReason(exit) : undefined;
+    // isolad asks as soon as the agent's port closes, which is as QEMU dies: the jail writes `exit` only
+    // after it has reaped QEMU, a moment later. Without the wait a killed QEMU read as an unknown death.
+    let exit = jailExit(this.runDir(id));
+    const s = this.started(id);
+    if (!exit && s && (await waitGone(s.pid, s.startTime, 2_000))) {
+      for (let i = 0; i < 50 && !(exit = jailExit(this.runDir(id))); i++) await new Promise((r) => setTimeout(r, 20));
+    }
+    // Worded as the sandbox backend's deaths are (`runtime died: …`), so one pattern finds both in qvm-ls.
+    return exit ? `runtime died: ${exitReason(exit)}` : undefined;
   }
 
   async pause(id: string): Promise<void> {
