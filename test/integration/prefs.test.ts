@@ -74,7 +74,8 @@ describe('qvm-prefs and qubes-prefs on a real isolad', { skip, concurrency: fals
 
   const badSets: [string[], number, RegExp, string][] = [
     [['qvm-prefs', 'work', 'virt_mode', 'pvh'], 1, /virt_mode 'pvh' needs Xen; Isola offers 'sandbox' and 'hvm'/, 'Xen mode'],
-    [['qvm-prefs', 'work', 'virt_mode', 'hvm'], 1, /virt_mode 'hvm' is not available on this host: this isolad has no hvm backend yet/, 'no VM backend yet'],
+    [['qvm-prefs', 'work', 'virt_mode', 'hmv'], 1, /Invalid virtualization mode, supported values: sandbox, hvm/, 'a typo'],
+    [['qvm-prefs', 'work', 'kernel', '1.2.3-nope'], 1, /Kernel '1\.2\.3-nope' not installed/, 'kernel not installed'],
     [['qvm-prefs', 'work', 'mac', 'nope'], 1, /Invalid MAC address value/, 'not a MAC'],
     [['qvm-prefs', 'work', 'ip', '10.137.0.999'], 1, /does not appear to be an IPv4 address/, 'not an address'],
     [['qvm-prefs', 'work', 'keyboard_layout', 'us'], 1, /invalid number of keyboard layout parameters/, 'layout needs three parts'],

@@ -66,7 +66,7 @@ describe('hvm qubes through isolad', { skip, concurrency: false }, () => {
     assert.deepEqual(out.trim().split('\n'), [kernel, 'user', 'vault', 'isola-agent']);
     assert.equal((await okRun('vault', 'id -u', 'root')).trim(), '0');
     assert.notEqual(kernel, os.release(), 'not the host kernel');
-    assert.match(await inst.ok('qvm-ls', '-O', 'name,state,virt_mode', 'vault', 'work'), /vault\s+Running\s+hvm\n.*work\s+Halted\s+sandbox/s);
+    assert.match(await inst.ok('qvm-ls', '-O', 'name,state,virt_mode', 'vault', 'work'), /vault\s+Running\s+hvm\/(tcg|kvm)\n.*work\s+Halted\s+sandbox/s);
     const r = await run('vault', 'exit 7');
     assert.equal(r.code, 7, 'the exit code comes back');
   });
