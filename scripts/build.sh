@@ -25,6 +25,8 @@ gcc "${HARDENED[@]}" -static-pie -o dist/qube/isola-runas src/native/isola-runas
 # The agent, every qube's init: static for the same reason, and small (no Node in an idle qube).
 AGENT_SOURCES=(src/native/agent/{main,conn,control,data,shutdown,setup,spawn,services,users,proto,log}.c)
 gcc "${HARDENED[@]}" -static-pie -s -o dist/qube/isola-agent "${AGENT_SOURCES[@]}"
+# qrexec-client-vm in C: a call from an hvm qube would otherwise pay seconds of Node start (the .js stays for qvm-copy).
+gcc "${HARDENED[@]}" -static-pie -s -o dist/qube/isola-qrexec-client-vm src/native/qrexec-client-vm/{main,filter}.c src/native/agent/proto.c
 # The frame decoder's fuzz driver (gcc's sanitizers; clang's libFuzzer can link fuzz-frames.c alone).
 mkdir -p dist/test-native
 FUZZ_SOURCES=(src/native/agent/{fuzz-frames,fuzz-driver,proto,services,users,setup}.c)

@@ -48,7 +48,7 @@ export interface Isolad {
 
 
 /** Static binaries the build puts beside the in-qube bundles (they run in any template). */
-const QUBE_PROGRAMS = ['isola-agent', 'isola-runas', 'isola-vport-bridge'];
+const QUBE_PROGRAMS = ['isola-agent', 'isola-runas', 'isola-vport-bridge', 'isola-qrexec-client-vm'];
 
 /**
  * Host helpers that a qube's runtime runs as the qube's (unprivileged on the host) root, before the

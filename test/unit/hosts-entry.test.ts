@@ -1,10 +1,10 @@
 // What the agent writes into a qube's root at start, driven through the compiled isola-agent's test entry
 // points: the qube's name in /etc/hosts (one 127.0.1.1 line, whatever a template left there) and the
-// wrappers that put the in-qube Node tools on the PATH.
+// wrappers that put the in-qube tools on the PATH (Node bundles; the C qrexec-client-vm as a symlink).
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -52,9 +52,12 @@ describe('the in-qube tools on the PATH', { skip: !haveAgent && 'build the agent
     mkdirSync(bin);
     writeFileSync(path.join(lib, 'qvm-copy.js'), '');
     writeFileSync(path.join(lib, 'isola-clipboard'), '');
+    copyFileSync(AGENT_BINARY, path.join(lib, 'isola-qrexec-client-vm')); // any ELF program stands for it
     writeFileSync(path.join(bin, 'qvm-move'), 'the qube\'s own\n');
     execFileSync(AGENT_BINARY, ['--install-tools', lib, bin]);
-    assert.deepEqual(readdirSync(bin).sort(), ['isola-clipboard', 'qvm-copy', 'qvm-copy-to-vm', 'qvm-move', 'qvm-move-to-vm']);
+    assert.deepEqual(readdirSync(bin).sort(), ['isola-clipboard', 'qrexec-client-vm', 'qvm-copy', 'qvm-copy-to-vm', 'qvm-move', 'qvm-move-to-vm']);
+    // The C qrexec-client-vm runs without a shell or Node in front of it, under its own name.
+    assert.equal(readlinkSync(path.join(bin, 'qrexec-client-vm')), path.join(lib, 'isola-qrexec-client-vm'));
     assert.equal(readFileSync(path.join(bin, 'qvm-copy-to-vm'), 'utf8'), `#!/bin/sh\nexec /usr/bin/node ${lib}/qvm-copy.js qvm-copy-to-vm "$@"\n`);
     assert.equal(readFileSync(path.join(bin, 'isola-clipboard'), 'utf8'), `#!/bin/sh\nexec /bin/sh ${lib}/isola-clipboard  "$@"\n`);
     assert.equal(statSync(path.join(bin, 'qvm-copy')).mode & 0o777, 0o755);
