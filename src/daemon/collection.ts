@@ -16,6 +16,8 @@ export class Collection {
   readonly hostCpus = os.cpus().length;
   /** What the host can run, told by isolad once it knows its backends and kernels (checks of virt_mode, kernel). */
   host: Pick<World, 'virtModeProblem' | 'kernels'> = {};
+  /** Settles once the installed kernels are known (a fresh ISOLA_HOME installs one in the background). */
+  kernelsKnown: () => Promise<void> = () => Promise.resolve();
 
   constructor(readonly store: Store) {
     this.ensureDom0();

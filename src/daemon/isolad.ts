@@ -142,6 +142,7 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
     },
     kernels: () => hvm?.host.kernels() ?? [],
   };
+  if (hvm) collection.kernelsKnown = () => hvm.host.kernelsKnown();
   const uids = new QubeIds(config, collection, new UidRegistry(config.uidRegistry), log);
   // Before reconcile: a qube of an older database gets its range registered before anything uses it.
   await uids.migrate();

@@ -52,6 +52,11 @@ export class VmHost {
     this.kernelNames = (await listKernels(this.config.home)).map((k) => k.version);
   }
 
+  /** Settles when the background install of init() has ended (either way). */
+  kernelsKnown(): Promise<void> {
+    return this.kernelReady;
+  }
+
   /** Installed kernels, newest first (the global default_kernel's default is the first). */
   kernels(): string[] {
     return this.kernelNames;

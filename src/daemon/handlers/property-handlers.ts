@@ -13,7 +13,25 @@ import { destQube, payloadText, type HandlerDeps } from './context';
 const withoutProp = (q: QubeRecord, name: string): QubeRecord => ({ ...q, props: Object.fromEntries(Object.entries(q.props).filter(([k]) => k !== name)) });
 const escape = (s: string) => s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 
+/** Properties whose values or checks depend on the installed kernels. */
+const KERNEL_PROPS = new Set(['kernel', 'kernelopts', 'default_kernel', 'virt_mode', 'default_virt_mode']);
+
+/**
+ * A fresh ISOLA_HOME installs its first guest kernel in the background: a call that reads or checks
+ * a kernel-dependent property waits for it rather than answering '' (or refusing a kernel) meanwhile.
+ */
+function afterKernels(d: HandlerDeps, handlers: Partial<Record<AdminMethod, Handler>>): Partial<Record<AdminMethod, Handler>> {
+  return Object.fromEntries(Object.entries(handlers).map(([method, h]) => [method, async (ctx) => {
+    if (method.endsWith('.GetAll') || KERNEL_PROPS.has(ctx.req.arg)) await d.collection.kernelsKnown();
+    return h!(ctx);
+  }])) as Partial<Record<AdminMethod, Handler>>;
+}
+
 export function propertyHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
+  return afterKernels(d, propertyHandlersNow(d));
+}
+
+function propertyHandlersNow(d: HandlerDeps): Partial<Record<AdminMethod, Handler>> {
   const col = d.collection;
   const getLine = (q: QubeRecord, prop: string, w: World) => {
     const def = propertyDef(q, prop);
