@@ -30,6 +30,8 @@ export interface DaemonConfig {
   askTimeoutMs: number;
   /** Default sizes of new qubes' volumes (ISOLA_VOLUME_SIZES; Qubes' defaults where unset). */
   volumeSizes: VolumeSizes;
+  /** Upstream DNS servers of the uplink qube (ISOLA_UPLINK_DNS, e.g. a test's own; unset: the host's). */
+  uplinkDns?: string[];
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
@@ -55,7 +57,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     uidRegistry: registryPath(env),
     askTimeoutMs: askTimeout(env.ISOLA_ASK_TIMEOUT),
     volumeSizes: parseVolumeSizes(env.ISOLA_VOLUME_SIZES),
+    uplinkDns: uplinkDns(env.ISOLA_UPLINK_DNS),
   };
+}
+
+/** A list of IPv4 addresses (space or comma separated); anything else is ignored, loudly at start. */
+function uplinkDns(untrusted: string | undefined): string[] | undefined {
+  if (!untrusted) return undefined;
+  const ips = untrusted.split(/[\s,]+/).filter(Boolean);
+  const bad = ips.filter((ip) => !/^(\d{1,3})(\.\d{1,3}){3}$/.test(ip) || ip.split('.').some((o) => Number(o) > 255));
+  if (bad.length) throw new Error(`ISOLA_UPLINK_DNS: not an IPv4 address: ${bad[0]}`);
+  return ips;
 }
 
 /** Qubes waits a minute for a prompt; a bad value falls back to that rather than to no timeout. */

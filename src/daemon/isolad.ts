@@ -37,6 +37,7 @@ import { reconcile } from './reconcile';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock';
 import { runHandler } from './run-relay';
 import { startHvm } from './hvm-backend';
+import { wireNetwork } from './network-wiring';
 
 export interface Isolad {
   config: DaemonConfig;
@@ -147,6 +148,7 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
   // Before reconcile: a qube of an older database gets its range registered before anything uses it.
   await uids.migrate();
   lifecycle = new Lifecycle({ config, collection, pool, backends, events, log, uids });
+  const net = wireNetwork({ config, collection, backends, lifecycle, events, log });
   const policy = new PolicyStore(policyDir(opts.env), log, (st) => {
     if (st.state === 'loaded') events.emit('', 'policy-loaded', { files: String(st.files), rules: String(st.rules) });
     else events.emit('', 'policy-load-failed', { error: st.error ?? '', since: new Date(st.errorSince ?? Date.now()).toISOString() });
@@ -154,6 +156,7 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
   policy.reload();
   policy.watch();
   await reconcile(collection, lifecycle, backends, pool, log);
+  await net.sweepHost();
   const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy, asks: new AskQueue(events, config.askTimeoutMs) };
   const handlers = {
     ...vmHandlers(deps),

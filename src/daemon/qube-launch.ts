@@ -42,7 +42,12 @@ export function buildLaunch(cfg: DaemonConfig, col: Collection, q: QubeRecord, v
     volumes: { root: vols.root, private: vols.private },
     ...(typeof kernel === 'string' && kernel !== '' ? { kernel: { name: kernel, opts: String(col.prop(q, 'kernelopts') ?? '') } } : {}),
     guestLib: cfg.libDir,
-    agentEnv: { ISOLA_QUBE_NAME: q.name, ISOLA_DEFAULT_USER: String(col.prop(q, 'default_user')) },
+    agentEnv: {
+      ISOLA_QUBE_NAME: q.name,
+      ISOLA_DEFAULT_USER: String(col.prop(q, 'default_user')),
+      // Qubes' `dns` property: the virtual servers its netvm forwards (none offline).
+      ...(typeof col.prop(q, 'dns') === 'string' ? { ISOLA_DNS: String(col.prop(q, 'dns')) } : {}),
+    },
     logFile: guestLogFile(cfg, q),
   };
 }

@@ -12,6 +12,12 @@ import { errorText } from '../core/error-text';
 
 export const DEFAULT_TEMPLATE = 'debian-12';
 
+/** Qubes' network qubes (salt qvm.sys-net, qvm.sys-firewall): the uplink, and the firewall in front of it. */
+export const NET_QUBES: readonly { name: string; label: string; props: Record<string, string> }[] = [
+  { name: 'sys-net', label: 'red', props: { provides_network: 'True', netvm: '' } },
+  { name: 'sys-firewall', label: 'green', props: { provides_network: 'True', netvm: 'sys-net' } },
+];
+
 /** Qubes' default app qubes (salt qvm.work, qvm.personal, …); vault never gets a network. */
 export const DEFAULT_QUBES: readonly { name: string; label: string; props: Record<string, string> }[] = [
   { name: 'work', label: 'blue', props: {} },
@@ -94,12 +100,19 @@ export async function runSetup(io: SetupIo): Promise<number> {
     }
     const defaultTemplate = (await client.call('admin.property.Get', 'dom0', { arg: 'default_template' })).split(' ').slice(2).join(' ');
     if (!defaultTemplate) await client.call('admin.property.Set', 'dom0', { arg: 'default_template', payload: DEFAULT_TEMPLATE });
-    for (const q of DEFAULT_QUBES) {
-      if (names.has(q.name)) continue;
+    const create = async (q: { name: string; label: string; props: Record<string, string> }) => {
+      if (names.has(q.name)) return;
       await client.call('admin.vm.Create.AppVM', 'dom0', { arg: DEFAULT_TEMPLATE, payload: `name=${q.name} label=${q.label}` });
       for (const [k, v] of Object.entries(q.props)) await client.call('admin.vm.property.Set', q.name, { arg: k, payload: v });
       io.out(`Created ${q.name} (${q.label})\n`);
+    };
+    for (const q of NET_QUBES) await create(q);
+    // Qubes' installer: the firewall qube is every new qube's netvm, the uplink qube fetches updates.
+    for (const [prop, value] of [['default_netvm', 'sys-firewall'], ['updatevm', 'sys-net']]) {
+      const cur = (await client.call('admin.property.Get', 'dom0', { arg: prop })).split(' ').slice(2).join(' ');
+      if (!cur) await client.call('admin.property.Set', 'dom0', { arg: prop, payload: value });
     }
+    for (const q of DEFAULT_QUBES) await create(q);
     io.out('Setup done.\n');
     return 0;
   } catch (e) {

@@ -64,3 +64,23 @@ describe('the in-qube tools on the PATH', { skip: !haveAgent && 'build the agent
     assert.equal(readFileSync(path.join(bin, 'qvm-move'), 'utf8'), 'the qube\'s own\n');
   });
 });
+
+describe('the DNS servers in /etc/resolv.conf', { skip: !haveAgent && 'build the agent first (scripts/build.sh)' }, () => {
+  const resolvAfter = (servers: string, before: string | null) => {
+    const f = path.join(dir, `resolv-${Math.random().toString(36).slice(2)}`);
+    if (before !== null) writeFileSync(f, before);
+    execFileSync(AGENT_BINARY, ['--resolv-conf', servers, f]);
+    return readFileSync(f, 'utf8');
+  };
+
+  test("Qubes' virtual servers replace whatever the template had", () => {
+    assert.equal(resolvAfter('10.139.1.1 10.139.1.2', 'nameserver 192.0.2.53\nsearch lan\n'), 'nameserver 10.139.1.1\nnameserver 10.139.1.2\n');
+    assert.equal(resolvAfter('10.139.1.1', null), 'nameserver 10.139.1.1\n');
+  });
+
+  test('anything but addresses leaves the file as it was (no injected options)', () => {
+    for (const bad of ['10.139.1.1\noptions ndots:9', '10.139.1.1; rm', 'x', '1.2.3.4.5.6.7.8.9.10.11']) {
+      assert.equal(resolvAfter(bad, 'nameserver 192.0.2.53\n'), 'nameserver 192.0.2.53\n', JSON.stringify(bad));
+    }
+  });
+});

@@ -100,6 +100,7 @@ int64_t shutdown_next_timer(void);
 /* setup.c */
 void install_tool_wrappers(const char *lib_dir, const char *bin_dir);
 void ensure_hosts_entry(const char *name, const char *file);
+void ensure_resolv_conf(const char *servers, const char *file);
 int with_hosts_entry(const char *hosts, size_t len, const char *name, char *out, size_t cap, size_t *out_len);
 
 #endif

@@ -231,6 +231,10 @@ int main(int argc, char **argv) {
     ensure_hosts_entry(argv[2], argv[3]);
     return 0;
   }
+  if (argc == 4 && strcmp(argv[1], "--resolv-conf") == 0) {
+    ensure_resolv_conf(argv[2], argv[3]);
+    return 0;
+  }
   if (argc == 4 && strcmp(argv[1], "--install-tools") == 0) {
     install_tool_wrappers(argv[2], argv[3]);
     return 0;
@@ -245,6 +249,8 @@ int main(int argc, char **argv) {
   if (getuid() == 0 && qube && valid_qube_name(qube)) {
     install_tool_wrappers("/usr/lib/isola", "/usr/local/bin");
     ensure_hosts_entry(qube, "/etc/hosts");
+    const char *dns = getenv("ISOLA_DNS");
+    if (dns && *dns) ensure_resolv_conf(dns, "/etc/resolv.conf");
   }
   run();
   return 0;

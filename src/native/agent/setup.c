@@ -136,3 +136,33 @@ out:
   free(cur);
   free(want);
 }
+
+/* /etc/resolv.conf naming the qube's DNS servers (Qubes' virtual 10.139.1.1/.2, which its netvm forwards),
+ * as Qubes' network setup writes it at each start. servers: IPv4 addresses separated by spaces. */
+void ensure_resolv_conf(const char *servers, const char *file) {
+  char want[512];
+  size_t o = 0;
+  const char *p = servers;
+  while (*p) {
+    while (*p == ' ') p++;
+    size_t n = strspn(p, "0123456789.");
+    if (n == 0 || n > 15 || (p[n] != ' ' && p[n] != '\0')) {
+      if (*p) return; /* not a list of addresses: leave the file alone */
+      break;
+    }
+    int w = snprintf(want + o, sizeof want - o, "nameserver %.*s\n", (int)n, p);
+    if (w < 0 || (size_t)w >= sizeof want - o) return;
+    o += (size_t)w;
+    p += n;
+  }
+  if (o == 0) return;
+  char tmp[MAX_PATH_LEN];
+  if (snprintf(tmp, sizeof tmp, "%s.isola-tmp", file) >= (int)sizeof tmp) return;
+  unlink(tmp);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return; /* a read-only root: names do not resolve, nothing else breaks */
+  int ok = write_all(fd, want, o) == 0;
+  fchmod(fd, 0644);
+  close(fd);
+  if (!ok || rename(tmp, file) != 0) unlink(tmp);
+}

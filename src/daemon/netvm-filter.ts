@@ -1,0 +1,44 @@
+// The netvm filter of QubeNetwork as nftables in the netvm's namespace: a qube's rules (from its
+// stored firewall) compiled into its chain there, its host names resolved at each apply, and a name
+// that does not resolve blocking all of its traffic, with the reason told (Qubes fails closed too).
+
+import type { FirewallRule } from '../net/firewall-rule-type';
+import { applyClientFirewall, applyNetvmFirewall, nftApply } from '../net/nft';
+import { clientRemoval } from '../net/nft-ruleset';
+import { resolveHosts } from '../net/resolve-hosts';
+import type { Logger } from './logger';
+import type { NetvmFilter } from './qube-network';
+
+export interface FilterDeps {
+  instance: string;
+  /** The qube's firewall, in order (Qubes' default: one accept). */
+  rulesOf(name: string): FirewallRule[];
+  /** Servers that resolve the rules' host names (the uplink's upstream). */
+  resolvers(): string[];
+  log: Logger;
+  /** The qube's traffic is all blocked, and why (or undefined: its rules apply as written). */
+  failedClosed(name: string, reason: string | undefined): void;
+}
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+export class NftNetvmFilter implements NetvmFilter {
+  constructor(private readonly d: FilterDeps) {}
+
+  async setup(netvmNs: string, opts: { dns: string[] }): Promise<void> {
+    await applyNetvmFirewall(netvmNs, { tag: this.d.instance, upstream: 'eth0', masquerade: true, dns: opts.dns, clients: [] }, nowSeconds());
+  }
+
+  async setClient(netvmNs: string, c: { name: string; ip: string; vif: string }, netvmDns: string[]): Promise<void> {
+    const rules = this.d.rulesOf(c.name);
+    const hosts = rules.flatMap((r) => (r.dst && 'host' in r.dst ? [r.dst.host] : []));
+    const resolved = await resolveHosts(hosts, this.d.resolvers());
+    const { compiled } = await applyClientFirewall(netvmNs, this.d.instance, { ip: c.ip, vif: c.vif, rules, resolved }, netvmDns, nowSeconds());
+    if (compiled.failClosed) this.d.log.warn(`${c.name}: all its network traffic is blocked: ${compiled.failClosed}`);
+    this.d.failedClosed(c.name, compiled.failClosed);
+  }
+
+  async removeClient(netvmNs: string, c: { ip: string; vif: string }): Promise<void> {
+    await nftApply(netvmNs, clientRemoval(this.d.instance, c));
+  }
+}

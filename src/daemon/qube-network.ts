@@ -1,0 +1,156 @@
+// The network as steps of a qube's start and stop (DESIGN.md: volumes → create → network → start):
+// a netvm gets forwarding and its filter (and an uplink to the host when it has no netvm of its own);
+// a networked qube gets a link to its netvm, which is started first if it is halted (as Qubes does).
+// A netvm that starts again relinks the running qubes that use it.
+
+import { QubesError } from '../core/errors';
+import type { QubeRecord } from '../core/qube';
+import { attachClient, detachClient, vifName, type ClientLink } from '../net/client-link';
+import { netnsOfPid, sysctls } from '../net/netns';
+import { addUplink, chooseUplink, hostAddresses, removeUplink, uplinkNames } from '../net/uplink';
+import type { BackendRegistry } from './backend-registry';
+import type { Collection } from './collection';
+import type { QubeRun, QubeStep } from './qube-steps';
+import type { Logger } from './logger';
+import { errorText } from '../core/error-text';
+
+/** The firewall a netvm enforces for its qubes (the nftables driver, or an in-memory one in unit tests). */
+export interface NetvmFilter {
+  /** The netvm's own rules, with no qube yet: forwarding policy, NAT out of eth0, the virtual DNS. */
+  setup(netvmNs: string, opts: { dns: string[] }): Promise<void>;
+  /** A qube's rules in its netvm (replacing any it had); a failure leaves that qube's traffic dropped. */
+  setClient(netvmNs: string, client: { name: string; ip: string; vif: string }, netvmDns: string[]): Promise<void>;
+  removeClient(netvmNs: string, client: { ip: string; vif: string }): Promise<void>;
+}
+
+export interface NetworkDeps {
+  instance: string;
+  collection: Collection;
+  backends: BackendRegistry;
+  filter: NetvmFilter;
+  log: Logger;
+  /** Upstream DNS servers of a netvm that has the uplink (the host's, or the tests' own). */
+  uplinkDns: () => string[];
+  /** Starts a halted netvm (the lifecycle's start; a netvm already starting is waited for). */
+  startQube(name: string): Promise<void>;
+}
+
+/** Qubes' virtual DNS servers: each netvm forwards them to its own upstream. */
+export const VIRTUAL_DNS = ['10.139.1.1', '10.139.1.2'];
+
+export class QubeNetwork {
+  constructor(private readonly d: NetworkDeps) {}
+
+  step(): QubeStep {
+    return {
+      name: 'network',
+      up: (run) => this.up(run),
+      down: (run) => this.down(run),
+    };
+  }
+
+  private prop(q: QubeRecord, name: string) {
+    return this.d.collection.prop(q, name);
+  }
+
+  private isNetvm(q: QubeRecord): boolean {
+    return this.prop(q, 'provides_network') === true;
+  }
+
+  private netvmOf(q: QubeRecord): QubeRecord | undefined {
+    const n = this.prop(q, 'netvm');
+    return typeof n === 'string' ? this.d.collection.find(n) : undefined;
+  }
+
+  /** The namespace of a running qube's first process (its runtime's), or undefined if it does not run. */
+  private async nsOf(q: QubeRecord): Promise<string | undefined> {
+    const rt = this.d.collection.store.runtimes().find((r) => r.qid === q.qid);
+    if (!rt) return undefined;
+    const st = await this.d.backends.recorded(rt.backend)?.state(rt.runtimeId).catch(() => undefined);
+    return st && st.pid > 0 && st.status !== 'stopped' ? netnsOfPid(st.pid) : undefined;
+  }
+
+  private async up(run: QubeRun): Promise<void> {
+    const { q } = run;
+    const netvm = this.netvmOf(q);
+    if (!this.isNetvm(q) && !netvm) return; // offline: loopback only, as the runtime made it
+    if (run.backend.virtMode !== 'sandbox') {
+      this.d.log.warn(`${q.name}: starts offline: the network of ${run.backend.virtMode} qubes is not wired yet`);
+      return;
+    }
+    const st = await run.backend.state(run.runtimeId);
+    if (!st?.pid) throw new Error(`${q.name} has no process to give a network to`);
+    const ns = netnsOfPid(st.pid);
+    if (this.isNetvm(q)) await this.setupNetvm(q, ns, st.pid, !netvm);
+    if (netvm) await this.attach(q, netvm, ns);
+    if (this.isNetvm(q)) await this.relinkClients(q);
+  }
+
+  private async setupNetvm(q: QubeRecord, ns: string, pid: number, uplink: boolean): Promise<void> {
+    await sysctls(ns, { 'net.ipv4.ip_forward': '1', 'net.ipv4.ping_group_range': '0 2147483647' }, `${q.name}: network settings`);
+    if (uplink) await addUplink(chooseUplink(this.d.instance, q.qid, await hostAddresses()), pid);
+    const dns = this.dnsOf(q);
+    if (uplink && dns.length === 0) this.d.log.warn(`${q.name}: no upstream DNS server (none in the host's resolv.conf): names will not resolve`);
+    await this.d.filter.setup(ns, { dns });
+  }
+
+  /** A netvm's upstream DNS: the real servers where the uplink is, else its own netvm's virtual ones. */
+  private dnsOf(netvm: QubeRecord): string[] {
+    return this.netvmOf(netvm) ? VIRTUAL_DNS : this.d.uplinkDns();
+  }
+
+  private link(q: QubeRecord, netvm: QubeRecord): ClientLink {
+    const ip = this.prop(q, 'visible_ip');
+    const gateway = this.prop(netvm, 'gateway');
+    if (typeof ip !== 'string' || typeof gateway !== 'string') throw new Error(`${q.name} has no address on ${netvm.name}`);
+    return { ip, gateway, mac: String(this.prop(q, 'mac')), vif: vifName(q.qid) };
+  }
+
+  /** Links q to its netvm (started first if halted). */
+  private async attach(q: QubeRecord, netvm: QubeRecord, ns: string): Promise<void> {
+    let netvmNs = await this.nsOf(netvm);
+    if (!netvmNs) {
+      await this.d.startQube(netvm.name).catch((e: unknown) => {
+        if (!(e instanceof QubesError && e.code === 'QubesVMNotHaltedError')) throw new Error(`its netvm ${netvm.name} did not start: ${errorText(e)}`);
+      });
+      netvmNs = await this.nsOf(netvm);
+      if (!netvmNs) throw new Error(`its netvm ${netvm.name} is not running`);
+    }
+    await sysctls(ns, { 'net.ipv4.ping_group_range': '0 2147483647' }, `${q.name}: network settings`);
+    const l = this.link(q, netvm);
+    await this.d.filter.setClient(netvmNs, { name: q.name, ip: l.ip, vif: l.vif }, this.dnsOf(netvm));
+    await attachClient(l, netvmNs, ns).catch(async (e: unknown) => {
+      await this.d.filter.removeClient(netvmNs!, l).catch(() => undefined);
+      throw e;
+    });
+  }
+
+  /** After a netvm (re)started: the running qubes that use it get their links back. */
+  private async relinkClients(netvm: QubeRecord): Promise<void> {
+    const col = this.d.collection;
+    for (const c of col.all()) {
+      if (c.klass === 'AdminVM' || this.prop(c, 'netvm') !== netvm.name || col.powerState(c) !== 'Running') continue;
+      const ns = await this.nsOf(c);
+      if (!ns) continue;
+      await this.attach(c, netvm, ns).catch((e: unknown) => this.d.log.error(`${c.name}: relinking to ${netvm.name}: ${errorText(e)}`));
+    }
+  }
+
+  /**
+   * The qube's namespace went with its runtime (and the link with it): what stays is in its netvm (the
+   * qube's rules) and on the host (an uplink's end and table). Copes with nothing to undo.
+   */
+  private async down(run: QubeRun): Promise<void> {
+    const { q } = run;
+    if (!this.isNetvm(q) && !this.netvmOf(q)) return;
+    if (this.isNetvm(q)) await removeUplink(uplinkNames(this.d.instance, q.qid));
+    for (const netvm of this.d.collection.all().filter((n) => n.name !== q.name && this.isNetvm(n))) {
+      const netvmNs = await this.nsOf(netvm);
+      if (!netvmNs) continue;
+      const vif = vifName(q.qid);
+      const ip = this.prop(q, 'visible_ip');
+      await detachClient(vif, netvmNs);
+      if (typeof ip === 'string') await this.d.filter.removeClient(netvmNs, { ip, vif });
+    }
+  }
+}

@@ -1,0 +1,99 @@
+// The tests' own "internet": a network namespace reached from the host's namespace by one veth, holding
+// test hosts on the documentation ranges (198.51.100.0/24, 203.0.113.0/24) that serve HTTP (answering
+// with the address asked) and DNS (answering the names the test gives). Traffic of the tests goes there
+// and nowhere else: never the host's real uplink or resolver.
+
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+/** A tiny DNS server and an HTTP server on every address, run inside the namespace as one node process. */
+const SERVERS = String.raw`
+const dgram = require('node:dgram'), http = require('node:http');
+const names = JSON.parse(process.argv[1]);
+http.createServer((req, res) => res.end('hello from ' + req.socket.localAddress + '\n')).listen(80, '0.0.0.0');
+const dns = dgram.createSocket('udp4');
+dns.on('message', (q, rinfo) => {
+  if (q.length < 17) return;
+  let i = 12; const labels = [];
+  while (i < q.length && q[i] !== 0 && labels.length < 64) { labels.push(q.subarray(i + 1, i + 1 + q[i]).toString('latin1')); i += q[i] + 1; }
+  const end = i + 5; if (end > q.length) return;
+  const name = labels.join('.').toLowerCase(), type = q.readUInt16BE(i + 1), ip = names[name];
+  const head = Buffer.from(q.subarray(0, end)); head[2] = 0x84 | (q[2] & 1); head[3] = ip ? 0 : 3;
+  head.writeUInt16BE(1, 4); head.writeUInt16BE(ip && type === 1 ? 1 : 0, 6); head.writeUInt32BE(0, 8);
+  const answer = ip && type === 1 ? Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, ...ip.split('.').map(Number)]) : Buffer.alloc(0);
+  dns.send(Buffer.concat([head, answer]), rinfo.port, rinfo.address);
+});
+dns.bind(53, '203.0.113.53', () => process.stdout.write('ready\n'));
+`;
+
+export const DNS_SERVER = '203.0.113.53';
+
+export class TestInternet {
+  readonly ns: string;
+  /** The host's end of the veth to the test hosts. */
+  readonly hostIf: string;
+  readonly hostIp = '198.51.100.1';
+  /** Test hosts that answer HTTP on port 80. */
+  readonly hosts = ['198.51.100.10', '198.51.100.20', '203.0.113.10', '203.0.113.20'];
+  private servers?: ChildProcess;
+
+  private constructor(tag: string, private readonly names: Record<string, string>) {
+    this.ns = `isolatest-${tag}`;
+    this.hostIf = `itn${tag}`;
+  }
+
+  /** names: DNS names the test DNS server answers (`deb.test` → `198.51.100.10`). */
+  static async create(names: Record<string, string> = {}): Promise<TestInternet> {
+    const t = new TestInternet(randomBytes(3).toString('hex'), names);
+    try {
+      await t.setup();
+    } catch (e) {
+      t.destroy();
+      throw e;
+    }
+    return t;
+  }
+
+  private ip(args: string[], ns?: string): void {
+    execFileSync('ip', ns ? ['-n', ns, ...args] : args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  }
+
+  private async setup(): Promise<void> {
+    this.ip(['netns', 'add', this.ns]);
+    this.ip(['link', 'add', this.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.ns]);
+    this.ip(['addr', 'add', `${this.hostIp}/24`, 'dev', this.hostIf]);
+    this.ip(['link', 'set', this.hostIf, 'up']);
+    this.ip(['link', 'set', 'lo', 'up'], this.ns);
+    for (const a of ['198.51.100.2/24', '198.51.100.10/24', '198.51.100.20/24']) this.ip(['addr', 'add', a, 'dev', 'eth0'], this.ns);
+    this.ip(['link', 'set', 'eth0', 'up'], this.ns);
+    this.ip(['link', 'add', 'far', 'type', 'dummy'], this.ns);
+    for (const a of ['203.0.113.10/24', '203.0.113.20/24', `${DNS_SERVER}/24`]) this.ip(['addr', 'add', a, 'dev', 'far'], this.ns);
+    this.ip(['link', 'set', 'far', 'up'], this.ns);
+    this.ip(['route', 'add', 'default', 'via', this.hostIp], this.ns);
+    // Only this route leads to 203.0.113.0/24 from the host, and it ends in the test's namespace.
+    this.ip(['route', 'add', '203.0.113.0/24', 'via', '198.51.100.2', 'dev', this.hostIf]);
+    const child = spawn('ip', ['netns', 'exec', this.ns, process.execPath, '-e', SERVERS, JSON.stringify(this.names)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.servers = child;
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`test servers did not start: ${err}`)), 10_000);
+      child.stdout!.once('data', () => (clearTimeout(timer), resolve()));
+      child.once('exit', () => (clearTimeout(timer), reject(new Error(`test servers exited: ${err}`))));
+    });
+  }
+
+  destroy(): void {
+    if (this.servers?.pid && this.servers.exitCode === null) this.servers.kill('SIGKILL');
+    const quiet = (args: string[]) => {
+      try {
+        execFileSync('ip', args, { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+    };
+    quiet(['route', 'del', '203.0.113.0/24', 'via', '198.51.100.2', 'dev', this.hostIf]);
+    quiet(['link', 'del', this.hostIf]);
+    quiet(['netns', 'del', this.ns]);
+  }
+}
