@@ -8,6 +8,15 @@ import type { FirewallRule } from './firewall-rule-type';
 /** Qubes' virtual DNS servers: every qube asks these, its netvm DNATs them to its own upstream servers. */
 export const VIRTUAL_DNS = ['10.139.1.1', '10.139.1.2'] as const;
 
+/**
+ * What a netvm's namespace needs besides the table: forwarding, and no per-client ICMP rate limit, or
+ * after a burst of 6 rejects a client waits 1 s per refused connection (the kernel's global limit stays).
+ */
+export const NETVM_SYSCTLS: Readonly<Record<string, string>> = {
+  'net.ipv4.ip_forward': '1',
+  'net.ipv4.icmp_ratelimit': '0',
+};
+
 /** Client ends in the netvm are named vif<N>: the wildcard makes an unconfigured vif fail closed. */
 const VIF_PREFIX = 'vif';
 

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connectionAllowed, type CompiledClient, type TrackedConnection } from './client-rules';
-import { clientUpdate, netvmRuleset, tableRemoval, type CompiledRuleset, type NetvmClient, type NetvmFirewall } from './nft-ruleset';
+import { clientUpdate, netvmRuleset, NETVM_SYSCTLS, tableRemoval, type CompiledRuleset, type NetvmClient, type NetvmFirewall } from './nft-ruleset';
 
 interface Run {
   code: number | null;
@@ -52,6 +52,12 @@ export async function nftApply(netns: string, script: string, opts: { check?: bo
   const r = await inNetns(netns, ['nft', ...(opts.check ? ['-c'] : []), '-f', '-'], script);
   if (r.spawnError) throw new Error(`nft in ${netns}: cannot run nsenter: ${r.spawnError.message}`);
   if (r.code !== 0) throw new Error(`nft in ${netns}: ${nftErrorLine(r.stderr, script)}`);
+}
+
+/** Sets NETVM_SYSCTLS inside netns (they are per namespace; /proc/sys/net shows the opener's). */
+export async function applyNetvmSysctls(netns: string): Promise<void> {
+  const r = await inNetns(netns, ['sysctl', '-qw', ...Object.entries(NETVM_SYSCTLS).map(([k, v]) => `${k}=${v}`)]);
+  if (r.spawnError || r.code !== 0) throw new Error(`sysctl in ${netns}: ${r.spawnError?.message ?? r.stderr.trim().split('\n')[0]}`);
 }
 
 /** Deletes this instance's table from netns; a namespace already gone took its tables with it. */
