@@ -80,7 +80,7 @@ function tcpConnect(req: Request): Promise<{ sock: net.Socket; greeting: string 
 
 function udpExchange(host: string, port: number, payload: Buffer, req: Request): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
+    const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
     const done = (e: Error | undefined, m?: Buffer) => {
       clearTimeout(timer);
       s.close();

@@ -242,6 +242,47 @@ describe('a netvm enforces its clients\' firewalls', { skip: missing(), concurre
     assert.equal((await c5.call('udp', { host: H10, port: 9999 })).ok, true, 'the real address still works');
   });
 
+  /** Packets counted by a chain of a test-owned table (created and deleted by the test itself). */
+  const counted = (ns: string, table: string, chain: string) =>
+    Number(/packets (\d+)/.exec(execFileSync('nsenter', [`--net=/run/netns/${ns}`, 'nft', 'list', 'chain', 'inet', table, chain], { encoding: 'utf8' }))![1]);
+
+  test('ipv6-from-client: a client\'s IPv6 never gets past the vif', async () => {
+    const watch = `${P}-watch6`;
+    await nftApply(NETVM, `table inet ${watch} {\n  chain early { type filter hook prerouting priority -400; iifname "vif5" meta nfproto ipv6 counter; }\n  chain late { type filter hook prerouting priority -200; iifname "vif5" meta nfproto ipv6 counter; }\n}\n`);
+    ip(NS.netvm, '-6', 'addr', 'add', '2001:db8:5::1/64', 'dev', 'vif5', 'nodad');
+    ip(NS.c5, '-6', 'addr', 'add', '2001:db8:5::5/64', 'dev', 'eth0', 'nodad');
+    try {
+      assert.equal((await c5.call('udp', { host: '2001:db8:5::1', port: 9999 }, 800)).ok, false);
+      assert.ok(counted(NS.netvm, watch, 'early') > 0, 'the client did send IPv6');
+      assert.equal(counted(NS.netvm, watch, 'late'), 0, 'none of it passed the anti-spoofing chain');
+    } finally {
+      ip(NS.c5, '-6', 'addr', 'del', '2001:db8:5::5/64', 'dev', 'eth0');
+      ip(NS.netvm, '-6', 'addr', 'del', '2001:db8:5::1/64', 'dev', 'vif5');
+      await nftApply(NETVM, `delete table inet ${watch}\n`);
+    }
+  });
+
+  test('misrouted-to-another-vif: traffic for a client leaves only through its own vif', async () => {
+    await setRules(acceptAll);
+    const watch = `${P}-watch`;
+    await nftApply(`/run/netns/${NS.c5}`, `table inet ${watch} {\n  chain pre { type filter hook prerouting priority -400; ip daddr 10.137.0.6 counter; }\n}\n`);
+    const c5mac = JSON.parse(execFileSync('ip', ['-n', NS.c5, '-j', 'link', 'show', 'eth0'], { encoding: 'utf8' }))[0].address as string;
+    // As if the netvm's routing were wrong: c6's replies routed (and resolved) to c5's vif.
+    ip(NS.netvm, 'route', 'replace', '10.137.0.6/32', 'dev', 'vif5');
+    ip(NS.netvm, 'neigh', 'replace', '10.137.0.6', 'lladdr', c5mac, 'dev', 'vif5');
+    try {
+      const seen = internet.events.filter((e) => e.ev === 'udp').length;
+      assert.equal((await c6.call('udp', { host: H10, port: 9999 }, 800)).ok, false);
+      assert.equal(internet.events.filter((e) => e.ev === 'udp').length, seen + 1, 'the request went out');
+      assert.equal(counted(NS.c5, watch, 'pre'), 0, 'the reply never reached the wrong client');
+    } finally {
+      ip(NS.netvm, 'neigh', 'del', '10.137.0.6', 'dev', 'vif5');
+      ip(NS.netvm, 'route', 'replace', '10.137.0.6/32', 'dev', 'vif6');
+      await nftApply(`/run/netns/${NS.c5}`, `delete table inet ${watch}\n`);
+    }
+    assert.equal((await c6.call('udp', { host: H10, port: 9999 })).ok, true);
+  });
+
   test('an open connection that new rules forbid is cut; one they allow survives', async () => {
     await setRules(acceptAll);
     assert.equal((await c5.call('open', { name: 'cut', host: H10, port: 80 })).ok, true);
