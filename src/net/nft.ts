@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connectionAllowed, type CompiledClient, type TrackedConnection } from './client-rules';
-import { clientUpdate, netvmRuleset, NETVM_SYSCTLS, tableRemoval, type CompiledRuleset, type NetvmClient, type NetvmFirewall } from './nft-ruleset';
+import { clientRemoval, clientUpdate, netvmRuleset, NETVM_SYSCTLS, tableRemoval, type CompiledRuleset, type NetvmClient, type NetvmFirewall } from './nft-ruleset';
 
 interface Run {
   code: number | null;
@@ -151,6 +151,13 @@ export async function applyClientFirewall(
   const u = clientUpdate(tag, client, now);
   await nftApply(netns, u.script);
   return { compiled: u.compiled, dropped: await dropForbiddenConnections(netns, client.ip, u.compiled, dns) };
+}
+
+/** Disconnects a client: its chain and set entries go, and so do all its tracked connections. */
+export async function removeClientFirewall(netns: string, tag: string, client: { ip: string; vif: string }): Promise<void> {
+  await nftApply(netns, clientRemoval(tag, client));
+  const r = await conntrack(netns, ['-D', '-f', 'ipv4', '-s', client.ip], `drop the connections of ${client.ip}`);
+  if (r.code !== 0 && !/0 flow entries/.test(r.stderr)) throw new Error(`conntrack -D in ${netns}: ${r.stderr.trim().split('\n')[0]}`);
 }
 
 /** Installs (or atomically replaces) a netvm's whole table, then prunes every client's connections. */

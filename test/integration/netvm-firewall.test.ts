@@ -10,7 +10,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import type { FirewallRule } from '../../src/net/firewall-rule-type';
-import { applyClientFirewall, applyNetvmFirewall, applyNetvmSysctls, clientConnections, deleteInstanceTable, nftApply } from '../../src/net/nft';
+import { applyClientFirewall, applyNetvmFirewall, applyNetvmSysctls, clientConnections, deleteInstanceTable, nftApply, removeClientFirewall } from '../../src/net/nft';
 import { clientRemoval, netvmRuleset, type NetvmClient, type NetvmFirewall } from '../../src/net/nft-ruleset';
 
 function missing(): string | undefined {
@@ -316,8 +316,11 @@ describe('a netvm enforces its clients\' firewalls', { skip: missing(), concurre
     assert.equal(nftList(NS.netvm, 'table', 'inet', `isola-${P}`), once);
     await setRules(acceptAll);
     assert.equal(nftList(NS.netvm, 'table', 'inet', `isola-${P}`), once, 'the same client update again changes nothing');
+    assert.equal((await c5.call('open', { name: 'removed', host: H10, port: 80 })).ok, true);
+    await removeClientFirewall(NETVM, P, client(5, []));
     await nftApply(NETVM, clientRemoval(P, client(5, [])));
-    await nftApply(NETVM, clientRemoval(P, client(5, [])));
+    assert.deepEqual(await clientConnections(NETVM, '10.137.0.5'), [], 'its connections went with it');
+    assert.equal((await c5.call('send', { name: 'removed', text: 'x' }, 800)).ok, false);
     assert.equal((await tcp(H10, 80, 800)).ok, false, 'a removed client gets nothing through');
     assert.equal((await c6.call('tcp', { host: H10, port: 80 })).ok, true);
     await setRules(acceptAll);
