@@ -71,6 +71,7 @@ export interface ConntrackEntry extends TrackedConnection {
   origSrc: string;
   origDst: string;
   sport?: number;
+  origDport?: number;
   icmpcode?: number;
   icmpid?: number;
   protonum: number;
@@ -100,6 +101,7 @@ export function parseConntrack(text: string): ConntrackEntry[] {
       // The forward chain judged the destination after DNAT: that is the reply's source.
       dst: r?.src ?? o.dst,
       sport: num(o.sport),
+      origDport: num(o.dport),
       dport: num(r?.sport ?? o.dport),
       icmptype: num(o.type),
       icmpcode: num(o.code),
@@ -129,7 +131,7 @@ export async function dropForbiddenConnections(netns: string, ip: string, compil
   for (const e of await clientConnections(netns, ip)) {
     if (connectionAllowed(compiled, dns, e)) continue;
     const args = ['-D', '-f', 'ipv4', '-s', e.origSrc, '-d', e.origDst];
-    if (e.proto === 'tcp' || e.proto === 'udp') args.push('-p', e.proto, '--sport', String(e.sport), '--dport', String(e.dport ?? 0));
+    if (e.proto === 'tcp' || e.proto === 'udp') args.push('-p', e.proto, '--sport', String(e.sport), '--dport', String(e.origDport ?? 0));
     else if (e.proto === 'icmp') args.push('-p', 'icmp', ...(e.icmptype !== undefined ? ['--icmp-type', String(e.icmptype)] : []), ...(e.icmpid !== undefined ? ['--icmp-id', String(e.icmpid)] : []));
     else args.push('-p', String(e.protonum));
     const r = await conntrack(netns, args, `drop a connection of ${ip}`);
