@@ -74,6 +74,8 @@ export interface QubeLaunch {
   agentEnv: Record<string, string>;
   /** File on the host receiving the qube's console (written by the backend's relay, never by the qube). */
   logFile: string;
+  /** Has a netvm or is one (Qubes' is_networked): it gets a network link after it starts. */
+  networked?: boolean;
 }
 
 /** Where a connection from the qube arrived: its agent's channel, or the qubes' qrexec client endpoint. */

@@ -3,8 +3,7 @@
 // that does not resolve blocking all of its traffic, with the reason told (Qubes fails closed too).
 
 import type { FirewallRule } from '../net/firewall-rule-type';
-import { applyClientFirewall, applyNetvmFirewall, nftApply } from '../net/nft';
-import { clientRemoval } from '../net/nft-ruleset';
+import { applyClientFirewall, applyNetvmFirewall, removeClientFirewall } from '../net/nft';
 import { resolveHosts } from '../net/resolve-hosts';
 import type { Logger } from './logger';
 import type { NetvmFilter } from './qube-network';
@@ -39,6 +38,6 @@ export class NftNetvmFilter implements NetvmFilter {
   }
 
   async removeClient(netvmNs: string, c: { ip: string; vif: string }): Promise<void> {
-    await nftApply(netvmNs, clientRemoval(this.d.instance, c));
+    await removeClientFirewall(netvmNs, this.d.instance, c);
   }
 }

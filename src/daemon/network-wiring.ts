@@ -36,7 +36,7 @@ export function wireNetwork(d: {
     instance: d.config.instance, collection: d.collection, backends: d.backends, filter, log: d.log, uplinkDns,
     startQube: (name) => d.lifecycle.start(name),
   });
-  d.lifecycle.steps.insertBefore('start', network.step());
+  d.lifecycle.steps.insertBefore('hello', network.step());
   return {
     network,
     async sweepHost() {

@@ -49,5 +49,6 @@ export function buildLaunch(cfg: DaemonConfig, col: Collection, q: QubeRecord, v
       ...(typeof col.prop(q, 'dns') === 'string' ? { ISOLA_DNS: String(col.prop(q, 'dns')) } : {}),
     },
     logFile: guestLogFile(cfg, q),
+    networked: col.prop(q, 'netvm') !== null || col.prop(q, 'provides_network') === true,
   };
 }

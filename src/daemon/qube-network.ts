@@ -1,4 +1,4 @@
-// The network as steps of a qube's start and stop (DESIGN.md: volumes → create → network → start):
+// The network as a step of a qube's start and stop (after the runtime starts, before the agent's hello):
 // a netvm gets forwarding and its filter (and an uplink to the host when it has no netvm of its own);
 // a networked qube gets a link to its netvm, which is started first if it is halted (as Qubes does).
 // A netvm that starts again relinks the running qubes that use it.
@@ -7,6 +7,7 @@ import { QubesError } from '../core/errors';
 import type { QubeRecord } from '../core/qube';
 import { attachClient, detachClient, vifName, type ClientLink } from '../net/client-link';
 import { netnsOfPid, sysctls } from '../net/netns';
+import { NETVM_SYSCTLS, VIRTUAL_DNS } from '../net/nft-ruleset';
 import { addUplink, chooseUplink, hostAddresses, removeUplink, uplinkNames } from '../net/uplink';
 import type { BackendRegistry } from './backend-registry';
 import type { Collection } from './collection';
@@ -35,8 +36,9 @@ export interface NetworkDeps {
   startQube(name: string): Promise<void>;
 }
 
-/** Qubes' virtual DNS servers: each netvm forwards them to its own upstream. */
-export const VIRTUAL_DNS = ['10.139.1.1', '10.139.1.2'];
+/** ping for every user of the qube through ICMP sockets: no qube has CAP_NET_RAW. */
+const PING = { 'net.ipv4.ping_group_range': '0 2147483647' };
+
 
 export class QubeNetwork {
   constructor(private readonly d: NetworkDeps) {}
@@ -54,10 +56,11 @@ export class QubeNetwork {
   }
 
   private isNetvm(q: QubeRecord): boolean {
-    return this.prop(q, 'provides_network') === true;
+    return q.klass !== 'AdminVM' && this.prop(q, 'provides_network') === true;
   }
 
   private netvmOf(q: QubeRecord): QubeRecord | undefined {
+    if (q.klass === 'AdminVM') return undefined;
     const n = this.prop(q, 'netvm');
     return typeof n === 'string' ? this.d.collection.find(n) : undefined;
   }
@@ -78,16 +81,18 @@ export class QubeNetwork {
       this.d.log.warn(`${q.name}: starts offline: the network of ${run.backend.virtMode} qubes is not wired yet`);
       return;
     }
-    const st = await run.backend.state(run.runtimeId);
-    if (!st?.pid) throw new Error(`${q.name} has no process to give a network to`);
-    const ns = netnsOfPid(st.pid);
-    if (this.isNetvm(q)) await this.setupNetvm(q, ns, st.pid, !netvm);
+    // After the runtime started (a sandbox is created and started at once): its first process holds the namespace.
+    const pid = run.info?.pid;
+    if (!pid) throw new Error(`${q.name} has no process to give a network to`);
+    const ns = netnsOfPid(pid);
+    if (this.isNetvm(q)) await this.setupNetvm(q, ns, pid, !netvm);
     if (netvm) await this.attach(q, netvm, ns);
     if (this.isNetvm(q)) await this.relinkClients(q);
   }
 
   private async setupNetvm(q: QubeRecord, ns: string, pid: number, uplink: boolean): Promise<void> {
-    await sysctls(ns, { 'net.ipv4.ip_forward': '1', 'net.ipv4.ping_group_range': '0 2147483647' }, `${q.name}: network settings`);
+    // icmp_ratelimit 0: the firewall's rejects stay fast after a burst (the host's global limit still holds).
+    await sysctls(ns, { ...NETVM_SYSCTLS, ...PING }, `${q.name}: network settings`);
     if (uplink) await addUplink(chooseUplink(this.d.instance, q.qid, await hostAddresses()), pid);
     const dns = this.dnsOf(q);
     if (uplink && dns.length === 0) this.d.log.warn(`${q.name}: no upstream DNS server (none in the host's resolv.conf): names will not resolve`);
@@ -96,7 +101,7 @@ export class QubeNetwork {
 
   /** A netvm's upstream DNS: the real servers where the uplink is, else its own netvm's virtual ones. */
   private dnsOf(netvm: QubeRecord): string[] {
-    return this.netvmOf(netvm) ? VIRTUAL_DNS : this.d.uplinkDns();
+    return this.netvmOf(netvm) ? [...VIRTUAL_DNS] : this.d.uplinkDns();
   }
 
   private link(q: QubeRecord, netvm: QubeRecord): ClientLink {
@@ -116,7 +121,7 @@ export class QubeNetwork {
       netvmNs = await this.nsOf(netvm);
       if (!netvmNs) throw new Error(`its netvm ${netvm.name} is not running`);
     }
-    await sysctls(ns, { 'net.ipv4.ping_group_range': '0 2147483647' }, `${q.name}: network settings`);
+    await sysctls(ns, PING, `${q.name}: network settings`);
     const l = this.link(q, netvm);
     await this.d.filter.setClient(netvmNs, { name: q.name, ip: l.ip, vif: l.vif }, this.dnsOf(netvm));
     await attachClient(l, netvmNs, ns).catch(async (e: unknown) => {

@@ -95,6 +95,8 @@ test('process: argv, root inside, setuid allowed (sudo as in Qubes), a small cap
     assert.ok(!c.bounding.includes(bad), bad);
   }
   assert.deepEqual(p.rlimits, [{ type: 'RLIMIT_NOFILE', soft: 1024, hard: 1048576 }]);
+  const online = (buildOciSpec({ ...spec(), networked: true }, {}).process as Any).capabilities;
+  assert.deepEqual(online.bounding, [...c.bounding, 'CAP_NET_RAW'], 'a networked qube gets raw sockets (ping), nothing more');
   const capped = buildOciSpec(spec(), { nofileHard: 20000 }).process as Any;
   assert.equal(capped.rlimits[0].hard, 20000);
 });

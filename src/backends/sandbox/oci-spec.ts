@@ -174,7 +174,9 @@ export function buildOciSpec(spec: QubeRuntimeSpec, host: OciHostOptions = {}): 
   const nofileHard = Math.max(NOFILE_SOFT, host.nofileHard ?? DEFAULT_NOFILE_HARD);
   const limitBytes = (spec.maxmemMiB === 0 ? spec.memoryMiB : spec.maxmemMiB) * MIB;
   const env = spec.env.some((e) => e.startsWith('PATH=')) ? [...spec.env] : [DEFAULT_PATH, ...spec.env];
-  const caps = [...QUBE_CAPABILITIES];
+  // Raw sockets only where there is a network (ping's file capability needs it in the bounding set);
+  // they reach no further than the qube's own namespace, whose netvm drops spoofed sources.
+  const caps = spec.networked ? [...QUBE_CAPABILITIES, 'CAP_NET_RAW'] : [...QUBE_CAPABILITIES];
   // devpts' gid=5 (tty) must exist in the qube's mapping, or the mount is refused.
   const ptsOptions = ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'];
   if (spec.uidCount > 5) ptsOptions.push('gid=5');

@@ -38,6 +38,8 @@ export interface QubeRuntimeSpec {
   logFile: string;
   /** Cgroup parent shared by this isolad instance's qubes (e.g. `isola-<instance>`). */
   cgroupParent: string;
+  /** Linked to a netvm (or one itself): raw sockets in its own network namespace, for ping. */
+  networked?: boolean;
 }
 
 /** Where the guest library (agent, tools, built-in services) appears inside every qube. */
@@ -86,5 +88,6 @@ export function sandboxRuntimeSpec(launch: QubeLaunch, dirs: ChannelDirs, cgroup
     ],
     logFile: launch.logFile,
     cgroupParent,
+    networked: launch.networked === true,
   };
 }
