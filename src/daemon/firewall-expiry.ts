@@ -84,7 +84,13 @@ export class FirewallExpiry {
     }
     // A long wait ends in steps: nothing may have expired yet.
     if (!rules.some((r) => isExpired(r, now))) return this.schedule(name);
-    this.col.write(() => this.col.store.setFirewall(q.qid, rules.filter((r) => !isExpired(r, now)).map(formatApiRule)));
+    try {
+      this.col.write(() => this.col.store.setFirewall(q.qid, rules.filter((r) => !isExpired(r, now)).map(formatApiRule)));
+    } catch (e) {
+      // The rules stay as they were (an enforcer leaves out expired ones anyway); the next change retries.
+      this.log.error(`firewall: ${name}: cannot remove expired rules: ${(e as Error).message}`);
+      return;
+    }
     this.log.info(`firewall: ${name}: expired rules removed`);
     this.events.emit(name, 'firewall-changed');
   }
