@@ -12,7 +12,7 @@ export type { AdminClientLike, CliCommand, CliDeps } from './commands/common';
 
 /**
  * Every command by the name it is invoked as, loaded on first use: a CLI process runs one command,
- * so it need not load the other eighteen (≈10 ms of its start). Others add theirs with registerCommand.
+ * so it need not load the others (≈10 ms of its start). Others add theirs with registerCommand.
  */
 export const COMMANDS: Record<string, () => CliCommand> = {
   'qvm-ls': () => require('./commands/qvm-ls') as CliCommand,
@@ -27,6 +27,7 @@ export const COMMANDS: Record<string, () => CliCommand> = {
   'qubes-prefs': () => require('./commands/qubes-prefs') as CliCommand,
   'qvm-features': () => require('./commands/qvm-features') as CliCommand,
   'qvm-tags': () => require('./commands/qvm-tags') as CliCommand,
+  'qvm-firewall': () => require('./commands/qvm-firewall') as CliCommand,
   'qvm-clone': () => require('./commands/qvm-clone') as CliCommand,
   'qvm-remove': () => require('./commands/qvm-remove') as CliCommand,
   'qvm-check': () => require('./commands/qvm-check') as CliCommand,

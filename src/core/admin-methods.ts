@@ -56,6 +56,12 @@ export const ADMIN_METHODS = {
   'admin.vm.tag.Get': c('any', 'required', 'forbidden', 'local', 'ro'),
   'admin.vm.tag.Set': c('any', 'required', 'forbidden', 'local', 'rwx'),
   'admin.vm.tag.Remove': c('any', 'required', 'forbidden', 'local', 'rwx'),
+  /** The qube's outbound firewall rules, one `\n`-terminated Admin API line each (docs/admin-api.md). */
+  'admin.vm.firewall.Get': c('vm', 'forbidden', 'forbidden', 'local', 'ro'),
+  /** Replaces all the rules (payload: one line each), or none if one is bad; fires `firewall-changed`. */
+  'admin.vm.firewall.Set': c('vm', 'forbidden', 'required', 'local', 'rwx'),
+  /** Fires `firewall-changed` without a change: the enforcer applies the rules again (host names resolved anew). */
+  'admin.vm.firewall.Reload': c('vm', 'forbidden', 'forbidden', 'local', 'rwx'),
   'admin.vm.volume.List': c('vm', 'forbidden', 'forbidden', 'local', 'ro'),
   'admin.vm.volume.Info': c('vm', 'required', 'forbidden', 'local', 'ro'),
   'admin.vm.volume.ListSnapshots': c('vm', 'required', 'forbidden', 'local', 'ro'),

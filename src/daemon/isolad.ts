@@ -22,6 +22,8 @@ import { vmHandlers } from './handlers/vm-handlers';
 import { volumeHandlers } from './handlers/volume-handlers';
 import type { HandlerDeps } from './handlers/context';
 import { clipboardHandlers } from './handlers/clipboard-handlers';
+import { firewallHandlers } from './handlers/firewall-handlers';
+import { FirewallExpiry } from './firewall-expiry';
 import { GlobalClipboard } from './clipboard';
 import { BUILTIN_RPC_CONFIG, BUILTIN_SCRIPTS, BUILTIN_SERVICES } from './builtin-services';
 import { Lifecycle } from './lifecycle';
@@ -166,8 +168,12 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
     ...lifecycleHandlers(deps),
     ...templateHandlers(deps),
     ...policyHandlers(deps),
+    ...firewallHandlers(deps),
     ...clipboardHandlers(new GlobalClipboard(deps)),
   };
+  // Rules with an expire time are dropped when it passes, with a firewall-changed for the enforcer.
+  const firewallExpiry = new FirewallExpiry(collection, events, log);
+  firewallExpiry.start();
   const server = new AdminServer(handlers, { 'admin.vm.Run': runHandler(deps) }, events, log);
   const router = new QrexecRouter(deps, (req) => server.callFromQube(req));
   lifecycle.onServiceCall = (source, untrusted, conn) => void router.handle(source, untrusted, conn);
@@ -182,6 +188,7 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
     lifecycle,
     async stop() {
       lifecycle.stopSweep();
+      firewallExpiry.stop();
       policy.close();
       await server.close();
       // Qubes keep running: a new isolad reattaches to them.

@@ -73,4 +73,12 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE runtime ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE runtime ADD COLUMN accel TEXT NOT NULL DEFAULT '';
   `,
+  // 5: a qube's firewall rules (Qubes' firewall.xml): Admin API lines, each ending in a newline.
+  // No row = Qubes' default (one 'action=accept' rule); '' = no rule at all (everything dropped).
+  `
+  CREATE TABLE firewall (
+    qid INTEGER PRIMARY KEY REFERENCES qubes(qid) ON DELETE CASCADE,
+    rules TEXT NOT NULL
+  );
+  `,
 ];

@@ -137,6 +137,24 @@ export class Store {
     return this.sql('DELETE FROM tags WHERE qid = ? AND tag = ?').run(qid, tag).changes > 0;
   }
 
+  // --- firewall ------------------------------------------------------------
+
+  /** The qube's stored firewall lines (Admin API form), or undefined when it has Qubes' default. */
+  firewall(qid: number): string[] | undefined {
+    const row = this.sql('SELECT rules FROM firewall WHERE qid = ?').get(qid) as { rules: string } | undefined;
+    return row && row.rules.split('\n').filter((l) => l !== '');
+  }
+
+  setFirewall(qid: number, lines: readonly string[]): void {
+    this.sql('INSERT INTO firewall (qid, rules) VALUES (?, ?) ON CONFLICT(qid) DO UPDATE SET rules = excluded.rules')
+      .run(qid, lines.map((l) => l + '\n').join(''));
+  }
+
+  /** A clone gets its source's rules (qvm-clone copies the firewall); nothing to copy for a default one. */
+  copyFirewall(fromQid: number, toQid: number): void {
+    this.sql('INSERT INTO firewall (qid, rules) SELECT ?, rules FROM firewall WHERE qid = ?').run(toQid, fromQid);
+  }
+
   // --- global prefs --------------------------------------------------------
 
   globalProps(): Record<string, PropValue> {

@@ -1,4 +1,4 @@
-// Where Qubes' policy test vectors are read from: shared/conformance beside the repository (the
+// Where Qubes' test vectors are read from: shared/conformance beside the repository (the
 // authoritative copy, present on developer machines and in CI), else the copy vendored in test/fixtures.
 
 import { existsSync } from 'node:fs';
@@ -6,5 +6,8 @@ import path from 'node:path';
 
 const REPO = path.resolve(__dirname, '../../..');
 
-export const POLICY_VECTORS = [path.resolve(REPO, '../shared/conformance/qubes-policy-vectors.json'), path.join(REPO, 'test/fixtures/qubes-policy-vectors.json')]
-  .find((p) => existsSync(p)) as string;
+const vectors = (name: string): string =>
+  [path.resolve(REPO, '../shared/conformance', name), path.join(REPO, 'test/fixtures', name)].find((p) => existsSync(p)) as string;
+
+export const POLICY_VECTORS = vectors('qubes-policy-vectors.json');
+export const FIREWALL_RULES = vectors('qubes-firewall-rules.json');

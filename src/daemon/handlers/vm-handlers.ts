@@ -130,6 +130,8 @@ async function cloneQube(d: HandlerDeps, src: QubeRecord, untrustedPayload: stri
         copy.qid = col.store.nextQid();
         col.store.insertQube(copy);
         for (const v of col.store.volumes(src.qid)) col.store.putVolume(copy.qid, v);
+        // As qvm-clone: the copy has the same firewall.
+        col.store.copyFirewall(src.qid, copy.qid);
       });
     } catch (e) {
       await d.pool.remove(uuid);
