@@ -188,6 +188,7 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
     lifecycle,
     async stop() {
       lifecycle.stopSweep();
+      net.stop();
       firewallExpiry.stop();
       policy.close();
       await server.close();

@@ -29,12 +29,21 @@ export class NftNetvmFilter implements NetvmFilter {
   }
 
   async setClient(netvmNs: string, c: { name: string; ip: string; vif: string }, netvmDns: string[]): Promise<void> {
-    const rules = this.d.rulesOf(c.name);
+    let rules: FirewallRule[];
+    let damaged: string | undefined;
+    try {
+      rules = this.d.rulesOf(c.name);
+    } catch (e) {
+      // A stored rule that no longer parses: nothing of this qube's passes (Qubes fails closed too).
+      rules = [{ action: 'drop' }];
+      damaged = (e as Error).message;
+    }
     const hosts = rules.flatMap((r) => (r.dst && 'host' in r.dst ? [r.dst.host] : []));
     const resolved = await resolveHosts(hosts, this.d.resolvers());
     const { compiled } = await applyClientFirewall(netvmNs, this.d.instance, { ip: c.ip, vif: c.vif, rules, resolved }, netvmDns, nowSeconds());
-    if (compiled.failClosed) this.d.log.warn(`${c.name}: all its network traffic is blocked: ${compiled.failClosed}`);
-    this.d.failedClosed(c.name, compiled.failClosed);
+    const closed = damaged ?? compiled.failClosed;
+    if (closed) this.d.log.warn(`${c.name}: all its network traffic is blocked: ${closed}`);
+    this.d.failedClosed(c.name, closed);
   }
 
   async removeClient(netvmNs: string, c: { ip: string; vif: string }): Promise<void> {

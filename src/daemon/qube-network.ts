@@ -149,13 +149,51 @@ export class QubeNetwork {
     const { q } = run;
     if (!this.isNetvm(q) && !this.netvmOf(q)) return;
     if (this.isNetvm(q)) await removeUplink(uplinkNames(this.d.instance, q.qid));
+    await this.unlinkEverywhere(q);
+  }
+
+  /** Removes q's link and rules from every running netvm (the one it was attached to is not recorded). */
+  private async unlinkEverywhere(q: QubeRecord): Promise<void> {
+    const ip = this.prop(q, 'visible_ip');
     for (const netvm of this.d.collection.all().filter((n) => n.name !== q.name && this.isNetvm(n))) {
       const netvmNs = await this.nsOf(netvm);
       if (!netvmNs) continue;
       const vif = vifName(q.qid);
-      const ip = this.prop(q, 'visible_ip');
       await detachClient(vif, netvmNs);
       if (typeof ip === 'string') await this.d.filter.removeClient(netvmNs, { ip, vif });
     }
+  }
+
+  /** A running sandbox qube's namespace (the others have no network to change yet). */
+  private async runningNs(name: string): Promise<{ q: QubeRecord; ns: string } | undefined> {
+    const q = this.d.collection.find(name);
+    if (!q || this.d.collection.powerState(q) !== 'Running') return undefined;
+    if (this.d.collection.store.runtimes().find((r) => r.qid === q.qid)?.backend !== 'sandbox') return undefined;
+    const ns = await this.nsOf(q);
+    return ns ? { q, ns } : undefined;
+  }
+
+  /** The qube's rules changed (or its names may resolve differently now): its netvm applies them again. */
+  async reloadFirewall(name: string): Promise<void> {
+    const r = await this.runningNs(name);
+    const netvm = r && this.netvmOf(r.q);
+    const netvmNs = netvm && (await this.nsOf(netvm));
+    if (!r || !netvm || !netvmNs) return;
+    const l = this.link(r.q, netvm);
+    await this.d.filter.setClient(netvmNs, { name: r.q.name, ip: l.ip, vif: l.vif }, this.dnsOf(netvm));
+  }
+
+  /** The netvm of a running qube changed: unlinked from the old one, linked to the new one (none: offline), as Qubes does live. */
+  async relink(name: string): Promise<void> {
+    const r = await this.runningNs(name);
+    if (!r) return;
+    await this.unlinkEverywhere(r.q);
+    const netvm = this.netvmOf(r.q);
+    if (netvm) await this.attach(r.q, netvm, r.ns);
+  }
+
+  /** Running qubes with firewall rules naming hosts (whose addresses may change). */
+  qubesWithHostRules(hasHostRule: (name: string) => boolean): string[] {
+    return this.d.collection.all().filter((q) => q.klass !== 'AdminVM' && this.d.collection.powerState(q) === 'Running' && hasHostRule(q.name)).map((q) => q.name);
   }
 }

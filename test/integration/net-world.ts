@@ -11,6 +11,8 @@ const SERVERS = String.raw`
 const dgram = require('node:dgram'), http = require('node:http');
 const names = JSON.parse(process.argv[1]);
 http.createServer((req, res) => res.end('hello from ' + req.socket.localAddress + '\n')).listen(80, '0.0.0.0');
+// A sink for throughput: counts what it got and answers the count when the sender is done.
+require('node:net').createServer((s) => { let n = 0; s.on('data', (d) => (n += d.length)); s.on('end', () => s.end(String(n))); }).listen(9000, '0.0.0.0');
 const dns = dgram.createSocket('udp4');
 dns.on('message', (q, rinfo) => {
   if (q.length < 17) return;
@@ -33,7 +35,7 @@ export class TestInternet {
   /** The host's end of the veth to the test hosts. */
   readonly hostIf: string;
   readonly hostIp = '198.51.100.1';
-  /** Test hosts that answer HTTP on port 80. */
+  /** Test hosts that answer HTTP on port 80 (and count bytes sent to port 9000). */
   readonly hosts = ['198.51.100.10', '198.51.100.20', '203.0.113.10', '203.0.113.20'];
   private servers?: ChildProcess;
 

@@ -1,0 +1,106 @@
+// npm run bench: the network through sys-firewall and sys-net against the host's own namespace, in the
+// same run: TCP throughput to a test host, ping round trips per hop, the time to apply a 1000-rule
+// firewall to a running qube, and a sandbox qube's start with a netvm vs without. The test hosts are
+// the integration tests' own (net-world.ts): no traffic leaves this machine.
+
+import { execFileSync } from 'node:child_process';
+import { Instance } from '../test/integration/harness';
+import { DNS_SERVER, TestInternet } from '../test/integration/net-world';
+import { AdminClient } from '../src/cli/admin-client';
+import { report } from './report';
+
+const MIB = 256;
+const STARTS = 10;
+
+/** A node program sending MIB MiB to host:9000 and printing the milliseconds until the sink confirmed them. */
+const sender = (host: string) =>
+  `const s=require('net').connect(9000,'${host}');const b=Buffer.alloc(1<<20);let i=0;const t=process.hrtime.bigint();` +
+  `const w=()=>{while(i<${MIB}){i++;if(!s.write(b))return s.once('drain',w)}s.end()};s.on('connect',w);` +
+  `s.on('data',(d)=>{if(Number(d)!==${MIB}*(1<<20))process.exit(2);console.log(Number(process.hrtime.bigint()-t)/1e6)})`;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const avgRtt = (out: string) => Number(/= [\d.]+\/([\d.]+)\//.exec(out)?.[1] ?? NaN);
+
+async function main(): Promise<void> {
+  const inet = await TestInternet.create();
+  const inst = new Instance({ env: { ISOLA_UPLINK_DNS: DNS_SERVER } });
+  const rows: string[][] = [['what', 'value', 'baseline (same run)', 'goal']];
+  const data: Record<string, number> = {};
+  try {
+    await inst.start();
+    await inst.installTemplate();
+    await inst.ok('qvm-create', '--label', 'red', '--prop', 'provides_network=True', '--prop', 'netvm=', 'sys-net');
+    await inst.ok('qvm-create', '--label', 'green', '--prop', 'provides_network=True', '--prop', 'netvm=sys-net', 'sys-firewall');
+    await inst.ok('qvm-create', '--label', 'blue', '--prop', 'netvm=sys-firewall', 'work');
+    await inst.ok('qvm-create', '--label', 'black', '--prop', 'netvm=', 'offline');
+    await inst.ok('qvm-start', 'work');
+    const host = '198.51.100.10';
+
+    // --- TCP throughput: best of 3 each way
+    const through: number[] = [];
+    const direct: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      through.push(Number(await inst.ok('qvm-run', '-p', 'work', `node -e "${sender(host)}"`)));
+      direct.push(Number(execFileSync(process.execPath, ['-e', sender(host)]).toString()));
+    }
+    const mbps = (ms: number) => (MIB * 1.048576) / (ms / 1000);
+    data.throughputMBps = mbps(Math.min(...through));
+    data.directMBps = mbps(Math.min(...direct));
+    rows.push(['TCP qube → test host via sys-firewall, sys-net', `${data.throughputMBps.toFixed(0)} MB/s`, `${data.directMBps.toFixed(0)} MB/s from the host`, '≥ 80 % of direct']);
+    rows.push(['  ratio', `${((100 * data.throughputMBps) / data.directMBps).toFixed(0)} %`, '', '']);
+
+    // --- ping: each qube on the chain, and the host, to the same test host
+    const ping = async (vm?: string) => {
+      const cmd = `ping -c 20 -i 0.2 -q ${host}`;
+      return avgRtt(vm ? await inst.ok('qvm-run', '-p', vm, cmd) : execFileSync('sh', ['-c', cmd]).toString());
+    };
+    data.pingHostMs = await ping();
+    data.pingSysNetMs = await ping('sys-net');
+    data.pingSysFirewallMs = await ping('sys-firewall');
+    data.pingWorkMs = await ping('work');
+    rows.push(['ping from the host (direct)', `${data.pingHostMs.toFixed(3)} ms`, '', '']);
+    rows.push(['ping from sys-net (+1 hop: the host)', `${data.pingSysNetMs.toFixed(3)} ms`, `+${(data.pingSysNetMs - data.pingHostMs).toFixed(3)} ms`, 'report']);
+    rows.push(['ping from sys-firewall (+2 hops)', `${data.pingSysFirewallMs.toFixed(3)} ms`, `+${(data.pingSysFirewallMs - data.pingSysNetMs).toFixed(3)} ms for sys-net`, 'report']);
+    rows.push(['ping from work (+3 hops)', `${data.pingWorkMs.toFixed(3)} ms`, `+${(data.pingWorkMs - data.pingSysFirewallMs).toFixed(3)} ms for sys-firewall`, 'report']);
+
+    // --- a 1000-rule firewall on the running work: from the Set call to the rules live in sys-firewall
+    const admin = new AdminClient(String(inst.env.ISOLA_SOCKET));
+    const rules = Array.from({ length: 999 }, (_, i) => `action=accept dst4=203.0.${Math.floor(i / 250)}.${i % 250}/32 proto=tcp dstports=${1000 + i}-${1000 + i}`);
+    rules.push('action=drop');
+    const pid = inst.containers().find((c) => c.id.startsWith('sys-firewall.'))!.pid;
+    const workIp = (await inst.ok('qvm-prefs', 'work', 'ip')).trim();
+    const chainRules = () => execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'nft', 'list', 'chain', 'inet', `isola-${inst.config.instance}`, `qbs-${workIp.replace(/\./g, '-')}`])
+      .toString().split('\n').filter((l) => /accept|reject/.test(l)).length;
+    const t = Date.now();
+    await admin.call('admin.vm.firewall.Set', 'work', { payload: rules.join('\n') + '\n' });
+    while (chainRules() < 1000 && Date.now() - t < 30_000) await new Promise((r) => setTimeout(r, 5));
+    data.apply1000Ms = Date.now() - t;
+    rows.push(['apply a 1000-rule firewall to a running qube', `${data.apply1000Ms} ms`, '', '≤ 1 s']);
+
+    // --- start with a netvm (already running) vs without
+    const startMs = async (vm: string) => {
+      const xs: number[] = [];
+      for (let i = 0; i < STARTS; i++) {
+        const before = inst.daemonLog.length;
+        await admin.call('admin.vm.Start', vm);
+        xs.push(Number(new RegExp(`${vm}: started in (\\d+) ms`).exec(inst.daemonLog.slice(before))?.[1] ?? NaN));
+        await admin.call('admin.vm.Kill', vm);
+      }
+      return median(xs);
+    };
+    await inst.ok('qvm-create', '--label', 'blue', '--prop', 'netvm=sys-firewall', 'online');
+    data.startOfflineMs = await startMs('offline');
+    data.startOnlineMs = await startMs('online');
+    rows.push(['sandbox start with a netvm (inside isolad)', `${data.startOnlineMs} ms`, `${data.startOfflineMs} ms without`, '≤ +30 ms']);
+    rows.push(['  the network steps add', `${data.startOnlineMs - data.startOfflineMs} ms`, '', '']);
+  } finally {
+    await inst.destroy();
+    inet.destroy();
+  }
+  report('network', rows, { rows: data });
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
