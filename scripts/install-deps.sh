@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(runc e2fsprogs mmdebstrap debian-archive-keyring ca-certificates nftables iproute2 qemu-system-x86 gcc libc6-dev make g++ python3 tar util-linux busybox-static procps attr qemu-utils conntrack)
+PACKAGES=(runc e2fsprogs mmdebstrap debian-archive-keyring ca-certificates nftables iproute2 qemu-system-x86 gcc libc6-dev make g++ python3 tar util-linux busybox-static procps attr qemu-utils conntrack iputils-ping)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
