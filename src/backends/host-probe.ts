@@ -306,6 +306,8 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<ProbeResult[]>
     guard('mmdebstrap', toolCheck('mmdebstrap', 'mmdebstrap', ['--version'], 'mmdebstrap')),
     guard('nftables', nftCheck()),
     guard('iproute2', toolCheck('iproute2', 'ip', ['-V'], 'iproute2')),
+    // The firewall cuts connections its new rules forbid (as Qubes does) with it.
+    guard('conntrack', toolCheck('conntrack', 'conntrack', ['--version'], 'conntrack')),
     guard('QEMU', toolCheck('QEMU', 'qemu-system-x86_64', ['--version'], 'qemu-system-x86')),
     opts.skipKvm ? undefined : guard(KVM_CHECK_NAME, kvmCheck(isolaHome, cacheDir)),
     guard('memory', memoryCheck()),

@@ -3,7 +3,9 @@
 // that does not resolve blocking all of its traffic, with the reason told (Qubes fails closed too).
 
 import type { FirewallRule } from '../net/firewall-rule-type';
-import { applyClientFirewall, applyNetvmFirewall, removeClientFirewall } from '../net/nft';
+import type { CompiledClient } from '../net/client-rules';
+import { applyClientFirewall, applyNetvmFirewall, nftApply, removeClientFirewall } from '../net/nft';
+import { clientUpdate } from '../net/nft-ruleset';
 import { resolveHosts } from '../net/resolve-hosts';
 import type { Logger } from './logger';
 import type { NetvmFilter } from './qube-network';
@@ -28,7 +30,7 @@ export class NftNetvmFilter implements NetvmFilter {
     await applyNetvmFirewall(netvmNs, { tag: this.d.instance, upstream: 'eth0', masquerade: true, dns: opts.dns, clients: [] }, nowSeconds());
   }
 
-  async setClient(netvmNs: string, c: { name: string; ip: string; vif: string }, netvmDns: string[]): Promise<void> {
+  async setClient(netvmNs: string, c: { name: string; ip: string; vif: string }, netvmDns: string[], opts: { fresh?: boolean } = {}): Promise<void> {
     let rules: FirewallRule[];
     let damaged: string | undefined;
     try {
@@ -40,7 +42,16 @@ export class NftNetvmFilter implements NetvmFilter {
     }
     const hosts = rules.flatMap((r) => (r.dst && 'host' in r.dst ? [r.dst.host] : []));
     const resolved = await resolveHosts(hosts, this.d.resolvers());
-    const { compiled } = await applyClientFirewall(netvmNs, this.d.instance, { ip: c.ip, vif: c.vif, rules, resolved }, netvmDns, nowSeconds());
+    const client = { ip: c.ip, vif: c.vif, rules, resolved };
+    let compiled: CompiledClient;
+    if (opts.fresh) {
+      // Linking a qube that just started: no tracked connection of its can exist yet (one nft call, no conntrack).
+      const u = clientUpdate(this.d.instance, client, nowSeconds());
+      await nftApply(netvmNs, u.script);
+      compiled = u.compiled;
+    } else {
+      compiled = (await applyClientFirewall(netvmNs, this.d.instance, client, netvmDns, nowSeconds())).compiled;
+    }
     const closed = damaged ?? compiled.failClosed;
     if (closed) this.d.log.warn(`${c.name}: all its network traffic is blocked: ${closed}`);
     this.d.failedClosed(c.name, closed);

@@ -14,13 +14,23 @@ import type { Collection } from './collection';
 import type { QubeRun, QubeStep } from './qube-steps';
 import type { Logger } from './logger';
 import { errorText } from '../core/error-text';
+import { statSync } from 'node:fs';
+
+/** The inode naming a network namespace (undefined: the process is gone). */
+function nsInode(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The firewall a netvm enforces for its qubes (the nftables driver, or an in-memory one in unit tests). */
 export interface NetvmFilter {
   /** The netvm's own rules, with no qube yet: forwarding policy, NAT out of eth0, the virtual DNS. */
   setup(netvmNs: string, opts: { dns: string[] }): Promise<void>;
   /** A qube's rules in its netvm (replacing any it had); a failure leaves that qube's traffic dropped. */
-  setClient(netvmNs: string, client: { name: string; ip: string; vif: string }, netvmDns: string[]): Promise<void>;
+  setClient(netvmNs: string, client: { name: string; ip: string; vif: string }, netvmDns: string[], opts?: { fresh?: boolean }): Promise<void>;
   removeClient(netvmNs: string, client: { ip: string; vif: string }): Promise<void>;
 }
 
@@ -35,9 +45,6 @@ export interface NetworkDeps {
   /** Starts a halted netvm (the lifecycle's start; a netvm already starting is waited for). */
   startQube(name: string): Promise<void>;
 }
-
-/** ping for every user of the qube through ICMP sockets: no qube has CAP_NET_RAW. */
-const PING = { 'net.ipv4.ping_group_range': '0 2147483647' };
 
 
 export class QubeNetwork {
@@ -69,8 +76,21 @@ export class QubeNetwork {
   private async nsOf(q: QubeRecord): Promise<string | undefined> {
     const rt = this.d.collection.store.runtimes().find((r) => r.qid === q.qid);
     if (!rt) return undefined;
+    // Known from this run's start: the same namespace if the pid still holds it (a reused pid would not).
+    const known = this.seen.get(rt.runtimeId);
+    if (known && nsInode(netnsOfPid(known.pid)) === known.ino) return netnsOfPid(known.pid);
     const st = await this.d.backends.recorded(rt.backend)?.state(rt.runtimeId).catch(() => undefined);
-    return st && st.pid > 0 && st.status !== 'stopped' ? netnsOfPid(st.pid) : undefined;
+    if (!st || st.pid <= 0 || st.status === 'stopped') return undefined;
+    this.remember(rt.runtimeId, st.pid);
+    return netnsOfPid(st.pid);
+  }
+
+  /** Runtime id → the pid that holds its namespace and that namespace's inode (saves a runtime query per link). */
+  private readonly seen = new Map<string, { pid: number; ino: number }>();
+
+  private remember(runtimeId: string, pid: number): void {
+    const ino = nsInode(netnsOfPid(pid));
+    if (ino !== undefined) this.seen.set(runtimeId, { pid, ino });
   }
 
   private async up(run: QubeRun): Promise<void> {
@@ -84,6 +104,7 @@ export class QubeNetwork {
     // After the runtime started (a sandbox is created and started at once): its first process holds the namespace.
     const pid = run.info?.pid;
     if (!pid) throw new Error(`${q.name} has no process to give a network to`);
+    this.remember(run.runtimeId, pid);
     const ns = netnsOfPid(pid);
     if (this.isNetvm(q)) await this.setupNetvm(q, ns, pid, !netvm);
     if (netvm) await this.attach(q, netvm, ns);
@@ -92,7 +113,7 @@ export class QubeNetwork {
 
   private async setupNetvm(q: QubeRecord, ns: string, pid: number, uplink: boolean): Promise<void> {
     // icmp_ratelimit 0: the firewall's rejects stay fast after a burst (the host's global limit still holds).
-    await sysctls(ns, { ...NETVM_SYSCTLS, ...PING }, `${q.name}: network settings`);
+    await sysctls(ns, { ...NETVM_SYSCTLS }, `${q.name}: network settings`);
     if (uplink) await addUplink(chooseUplink(this.d.instance, q.qid, await hostAddresses()), pid);
     const dns = this.dnsOf(q);
     if (uplink && dns.length === 0) this.d.log.warn(`${q.name}: no upstream DNS server (none in the host's resolv.conf): names will not resolve`);
@@ -121,9 +142,9 @@ export class QubeNetwork {
       netvmNs = await this.nsOf(netvm);
       if (!netvmNs) throw new Error(`its netvm ${netvm.name} is not running`);
     }
-    await sysctls(ns, PING, `${q.name}: network settings`);
     const l = this.link(q, netvm);
-    await this.d.filter.setClient(netvmNs, { name: q.name, ip: l.ip, vif: l.vif }, this.dnsOf(netvm));
+    // A qube being linked has no connections yet: nothing to cut.
+    await this.d.filter.setClient(netvmNs, { name: q.name, ip: l.ip, vif: l.vif }, this.dnsOf(netvm), { fresh: true });
     await attachClient(l, netvmNs, ns).catch(async (e: unknown) => {
       await this.d.filter.removeClient(netvmNs!, l).catch(() => undefined);
       throw e;
@@ -147,6 +168,7 @@ export class QubeNetwork {
    */
   private async down(run: QubeRun): Promise<void> {
     const { q } = run;
+    this.seen.delete(run.runtimeId);
     if (!this.isNetvm(q) && !this.netvmOf(q)) return;
     if (this.isNetvm(q)) await removeUplink(uplinkNames(this.d.instance, q.qid));
     await this.unlinkEverywhere(q);
