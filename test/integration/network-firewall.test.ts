@@ -139,9 +139,14 @@ describe('qvm-firewall enforced in the netvm', { skip, concurrency: false }, () 
 
   test('the rules survive an isolad restart, and the running qubes keep their network meanwhile', async () => {
     const rules = await inst.ok('qvm-firewall', 'work', '--raw', 'list');
-    await inst.stopDaemon();
-    assert.equal(await new Promise((r) => setTimeout(r, 200, 'waited')), 'waited');
+    const personalChain = `qbs-${(await inst.ok('qvm-prefs', 'personal', 'ip')).trim().replace(/\./g, '-')}`;
+    assert.match(liveRules(), new RegExp(personalChain));
+    await inst.kill9();
+    // While isolad is away, personal dies: the next isolad removes what it left in sys-firewall.
+    inst.runc('kill', inst.runtimeId('personal'), 'KILL');
+    await new Promise((r) => setTimeout(r, 300));
     await inst.start();
+    assert.doesNotMatch(liveRules(), new RegExp(personalChain));
     assert.equal(await inst.ok('qvm-firewall', 'work', '--raw', 'list'), rules);
     assert.equal(await get('work', '198.51.100.10'), 'hello from 198.51.100.10\n');
     assert.match(await get('work', '198.51.100.20'), /^ERR EHOSTUNREACH/);
