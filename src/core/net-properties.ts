@@ -1,6 +1,6 @@
 // Qubes' network and runtime properties (mac, ip, ip6, visible_*, gateway*, dns, xid, start_time,
-// stubdom_*), computed from what exists as Qubes computes them. Isola has no qube network yet, so
-// the addresses are what Qubes would assign; docs/cli.md says they have no effect today.
+// stubdom_*), computed from what exists as Qubes computes them: a networked qube's link to its netvm
+// uses them (docs/network.md). IPv6 addresses are computed as Qubes does but not routed yet.
 
 import { ipv4Check, ipv6Check, macCheck, normalizeIpv6 } from './property-checks';
 import { VMS, type Getter, type PropertyDef, type World } from './property-types';
@@ -70,12 +70,12 @@ const computed = (name: string, type: PropertyDef['type'], help: string, f: NonN
 export const NET_PROPERTIES: readonly PropertyDef[] = [
   {
     name: 'mac', type: 'str', classes: VMS, default: () => '00:16:3e:5e:6c:00', check: macCheck, normalize: (s) => s.toLowerCase(),
-    help: 'MAC address of the NIC emulated inside VM. No effect yet: Isola has no qube network.',
+    help: 'MAC address of the NIC emulated inside VM.',
   },
   {
     name: 'ip', type: 'str', classes: VMS, check: ipv4Check,
     default: (q, _w, get) => (isNetworked(q, get) ? vmidToIpv4(q.klass === 'DispVM' ? '10.138' : '10.137', dispidOr(q)) : null),
-    help: 'IP address of this domain (Qubes\' 10.137.x.y from the qid, when networked). No effect yet: Isola has no qube network.',
+    help: 'IP address of this domain (Qubes\' 10.137.x.y from the qid, when networked).',
   },
   {
     name: 'ip6', type: 'str', classes: VMS, check: ipv6Check, normalize: normalizeIpv6,
@@ -83,7 +83,7 @@ export const NET_PROPERTIES: readonly PropertyDef[] = [
       if (!isNetworked(q, get) || !withNetvm(q, 'ipv6', w, get)) return null;
       return `${IPV6_PREFIX}:${q.klass === 'DispVM' ? 'a8a' : 'a89'}:${dispidOr(q).toString(16)}`;
     },
-    help: 'IPv6 address of this domain (when networked and the ipv6 feature is on). No effect yet: Isola has no qube network.',
+    help: 'IPv6 address of this domain (when networked and the ipv6 feature is on). No effect yet: IPv6 is not routed.',
   },
   computed('visible_ip', 'str', 'IP address of this domain as seen by the domain.', (q, w, get) => orNull(withTemplate(q, 'net.fake-ip', w)) ?? get(q, 'ip')),
   computed('visible_ip6', 'str', 'IPv6 address of this domain as seen by the domain.', (q, _w, get) => get(q, 'ip6')),

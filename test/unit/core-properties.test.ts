@@ -113,6 +113,15 @@ test('a netvm loop is refused', () => {
   assert.throws(() => parsePropertyValue(a, 'netvm', 'b', w2), /loop/);
 });
 
+test("a running qube's new netvm must run (Qubes relinks it at once); a halted qube's need not", () => {
+  const other = qube('sys-net2', 'AppVM', { template: 'debian-12', provides_network: true });
+  const running = world([tpl, net, other, work], {}, { work: 1, 'sys-net': 1 });
+  assert.throws(() => parsePropertyValue(work, 'netvm', 'sys-net2', running), /Cannot dynamically attach to stopped NetVM: 'sys-net2'/);
+  assert.equal(parsePropertyValue(work, 'netvm', 'sys-net', running), 'sys-net');
+  assert.equal(parsePropertyValue(work, 'netvm', '', running), null, 'offline is always possible');
+  assert.equal(parsePropertyValue(work, 'netvm', 'sys-net2', world([tpl, net, other, work])), 'sys-net2');
+});
+
 test('global prefs check what they point at', () => {
   assert.equal(parseGlobalValue('default_template', 'debian-12', w, ['default']), 'debian-12');
   assert.throws(() => parseGlobalValue('default_template', 'work', w, ['default']), /TemplateVM/);
