@@ -5,6 +5,51 @@
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+
+/** One test internet per host at a time (its addresses and route are the host's): others wait their turn. */
+const LOCK = '/run/isola-test-internet.lock';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function takeLock(waitMs = 20 * 60_000): Promise<void> {
+  for (const until = Date.now() + waitMs; ; await new Promise((r) => setTimeout(r, 500))) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(`${LOCK}/pid`, String(process.pid));
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(`${LOCK}/pid`, 'utf8'));
+      } catch {
+        // being written or removed: look again
+      }
+      if (holder > 0 && !alive(holder)) rmSync(LOCK, { recursive: true, force: true });
+      if (Date.now() > until) throw new Error(`the test internet is held by pid ${holder} (${LOCK})`);
+    }
+  }
+}
+
+function hostHas(ip: string): boolean {
+  return execFileSync('ip', ['-o', '-4', 'addr', 'show']).toString().includes(` ${ip}/`);
+}
+
+function releaseLock(): void {
+  try {
+    if (Number(readFileSync(`${LOCK}/pid`, 'utf8')) === process.pid) rmSync(LOCK, { recursive: true, force: true });
+  } catch {
+    // not ours, or gone
+  }
+}
 
 /** A tiny DNS server and an HTTP server on every address, run inside the namespace as one node process. */
 const SERVERS = String.raw`
@@ -46,6 +91,9 @@ export class TestInternet {
 
   /** names: DNS names the test DNS server answers (`deb.test` → `198.51.100.10`). */
   static async create(names: Record<string, string> = {}): Promise<TestInternet> {
+    await takeLock();
+    // A run of an older tree takes no lock: wait until its addresses are gone too.
+    for (const until = Date.now() + 20 * 60_000; hostHas('198.51.100.1') && Date.now() < until; ) await new Promise((r) => setTimeout(r, 1000));
     const t = new TestInternet(randomBytes(3).toString('hex'), names);
     try {
       await t.setup();
@@ -96,5 +144,6 @@ export class TestInternet {
     quiet(['route', 'del', '203.0.113.0/24', 'via', '198.51.100.2', 'dev', this.hostIf]);
     quiet(['link', 'del', this.hostIf]);
     quiet(['netns', 'del', this.ns]);
+    releaseLock();
   }
 }

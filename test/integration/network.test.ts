@@ -78,6 +78,15 @@ describe('network compartments: sys-net, sys-firewall and the qubes behind them'
     assert.equal(still.stdout, 'hello from 198.51.100.10\n');
   });
 
+  test('netvm-root-lifts-firewall: root in sys-firewall cannot flush its rules, reroute, or sniff beyond its own namespace', async () => {
+    for (const cmd of ['nft flush ruleset', 'nft delete table inet isola-' + inst.config.instance, 'ip route del default', 'ip link set eth0 down', 'sysctl -w net.ipv4.ip_forward=0']) {
+      const r = await run('sys-firewall', cmd, 'root');
+      assert.notEqual(r.code, 0, `${cmd} worked in sys-firewall`);
+    }
+    const still = await run('work', httpGet('http://198.51.100.10/'));
+    assert.equal(still.stdout, 'hello from 198.51.100.10\n', 'work is still served through sys-firewall');
+  });
+
   test('a qube cannot reach another qube behind the same netvm', async () => {
     await inst.ok('qvm-start', 'personal');
     const personalIp = (await inst.ok('qvm-prefs', 'personal', 'ip')).trim();
