@@ -30,9 +30,15 @@ describe('qvm-* commands against isolad', { skip, concurrency: false }, () => {
     const again = await inst.cli('isola', ['setup']);
     assert.equal(again.code, 0, again.stderr);
     const rows = (await inst.ok('qvm-ls', '--raw-data', '--fields', 'name,klass,label,template,netvm')).trim().split('\n');
-    for (const [name, label] of [['work', 'blue'], ['personal', 'yellow'], ['untrusted', 'red'], ['vault', 'black']]) {
-      assert.ok(rows.includes(`${name}|AppVM|${label}|debian-12|-`), `${name} (${label}) in ${rows.join(', ')}`);
+    // Qubes' installer: sys-net holds the uplink, sys-firewall is every new qube's netvm, vault has none.
+    for (const [name, label, netvm] of [['sys-net', 'red', '-'], ['sys-firewall', 'green', 'sys-net'], ['work', 'blue', 'sys-firewall'],
+      ['personal', 'yellow', 'sys-firewall'], ['untrusted', 'red', 'sys-firewall'], ['vault', 'black', '-']]) {
+      assert.ok(rows.includes(`${name}|AppVM|${label}|debian-12|${netvm}`), `${name} (${label}) in ${rows.join(', ')}`);
     }
+    for (const [pref, value] of [['default_netvm', 'sys-firewall'], ['updatevm', 'sys-net']]) {
+      assert.equal((await inst.ok('qubes-prefs', pref)).trim(), value);
+    }
+    assert.equal((await inst.ok('qvm-prefs', 'sys-firewall', 'provides_network')).trim(), 'True');
     assert.ok(rows.some((r) => r.startsWith('debian-12|TemplateVM|black')));
     assert.equal((await inst.ok('qvm-prefs', 'vault', 'netvm')).trim(), '', 'no netvm prints as empty, as in Qubes');
     assert.match(await inst.ok('qvm-prefs', 'vault'), /^netvm\s+-\s+None$/m, 'vault has no network, explicitly');
@@ -53,7 +59,7 @@ describe('qvm-* commands against isolad', { skip, concurrency: false }, () => {
   test("qvm-ls shows Qubes' default columns, and the backend as VIRT-MODE", async () => {
     const out = await inst.ok('qvm-ls');
     assert.match(out.split('\n')[0], /^NAME\s+STATE\s+CLASS\s+LABEL\s+TEMPLATE\s+NETVM$/);
-    assert.match(out, /^work\s+Halted\s+AppVM\s+blue\s+debian-12\s+-$/m);
+    assert.match(out, /^work\s+Halted\s+AppVM\s+blue\s+debian-12\s+sys-firewall$/m);
     assert.match(out, /^dom0\s+Running\s+AdminVM\s+black/m);
     assert.match(await inst.ok('qvm-ls', '-O', 'name,virt_mode', 'work'), /^work\s+sandbox$/m);
   });
