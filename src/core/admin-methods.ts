@@ -62,6 +62,11 @@ export const ADMIN_METHODS = {
   'admin.vm.firewall.Set': c('vm', 'forbidden', 'required', 'local', 'rwx'),
   /** Fires `firewall-changed` without a change: the enforcer applies the rules again (host names resolved anew). */
   'admin.vm.firewall.Reload': c('vm', 'forbidden', 'forbidden', 'local', 'rwx'),
+  /**
+   * Isola's: whether the running qube's rules apply as written, once the changes already made are
+   * applied. Empty, or one line: why all of its traffic is blocked (a host name that does not resolve).
+   */
+  'admin.vm.firewall.Status': c('vm', 'forbidden', 'forbidden', 'local', 'ro'),
   'admin.vm.volume.List': c('vm', 'forbidden', 'forbidden', 'local', 'ro'),
   'admin.vm.volume.Info': c('vm', 'required', 'forbidden', 'local', 'ro'),
   'admin.vm.volume.ListSnapshots': c('vm', 'required', 'forbidden', 'local', 'ro'),

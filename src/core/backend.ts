@@ -76,6 +76,12 @@ export interface QubeLaunch {
   logFile: string;
   /** Has a netvm or is one (Qubes' is_networked): it gets a network link after it starts. */
   networked?: boolean;
+  /**
+   * The qube's network card, when it has a netvm: its address, gateway and MAC (Qubes' visible_ip,
+   * visible_gateway, mac). A backend whose qubes run their own kernel gives them a card and these
+   * settings at start; the link behind the card is made afterwards by the network step.
+   */
+  nic?: { ip: string; gateway: string; mac: string };
 }
 
 /** Where a connection from the qube arrived: its agent's channel, or the qubes' qrexec client endpoint. */

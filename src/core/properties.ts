@@ -36,7 +36,10 @@ function netvmCheck(v: PropValue, q: QubeRecord, w: World, get: Getter): string 
   if (target.name === q.name) return 'a qube cannot be its own netvm';
   if (target.klass === 'AdminVM' || !get(target, 'provides_network')) return `'${v}' does not provide network (provides_network is False)`;
   // Qubes: a running qube is relinked at once, so its new netvm must run (qvm-start it first).
-  if (w.runtime?.(q) && !w.runtime(target)) return `Cannot dynamically attach to stopped NetVM: '${v}' (qvm-start ${v} first)`;
+  const running = w.runtime?.(q);
+  if (running && !w.runtime!(target)) return `Cannot dynamically attach to stopped NetVM: '${v}' (qvm-start ${v} first)`;
+  // A VM's network card is given at its start: one that runs without a netvm may have none to attach.
+  if (running?.cardless) return `${q.name} is an hvm qube running offline: it gets a network card at its next start (set netvm while it is halted)`;
   for (let hop = target, n = 0; n < 64; n++) {
     const next = get(hop, 'netvm');
     if (next === null) return undefined;

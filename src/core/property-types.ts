@@ -16,6 +16,10 @@ export function wireType(t: PropType): 'str' | 'int' | 'bool' | 'vm' | 'label' {
 export interface RuntimeFacts {
   /** Milliseconds since the epoch. */
   startedAt: number;
+  /** The backend that runs it (`sandbox`, `hvm`). */
+  backend?: string;
+  /** A VM that was started without a network card (it had no netvm then): none can be attached now. */
+  cardless?: boolean;
 }
 
 /** A read-only view of the collection, for defaults and cross-qube checks. */

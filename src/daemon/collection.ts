@@ -18,6 +18,8 @@ export class Collection {
   host: Pick<World, 'virtModeProblem' | 'kernels'> = {};
   /** Settles once the installed kernels are known (a fresh ISOLA_HOME installs one in the background). */
   kernelsKnown: () => Promise<void> = () => Promise.resolve();
+  /** Whether a running VM (by runtime id) was started without a network card (set by isolad with the hvm backend). */
+  vmCardless: (runtimeId: string) => boolean = () => false;
 
   constructor(readonly store: Store) {
     this.ensureDom0();
@@ -79,7 +81,10 @@ export class Collection {
       hostCpus: this.hostCpus,
       all: () => this.all(),
       // Computed properties (xid, start_time) read the runtime row: there only while not halted.
-      runtime: (q) => (q.klass === 'AdminVM' ? undefined : this.store.runtime(q.qid)),
+      runtime: (q) => {
+        const row = q.klass === 'AdminVM' ? undefined : this.store.runtime(q.qid);
+        return row?.backend === 'hvm' ? { ...row, cardless: this.vmCardless(row.runtimeId) } : row;
+      },
       ...this.host,
     };
   }

@@ -146,6 +146,7 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
     kernels: () => hvm?.host.kernels() ?? [],
   };
   if (hvm) collection.kernelsKnown = () => hvm.host.kernelsKnown();
+  if (hvm) collection.vmCardless = (id) => !hvm.backend.hasNic(id);
   const uids = new QubeIds(config, collection, new UidRegistry(config.uidRegistry), log);
   // Before reconcile: a qube of an older database gets its range registered before anything uses it.
   await uids.migrate();
@@ -159,7 +160,7 @@ async function startLocked(config: DaemonConfig, log: Logger, lock: InstanceLock
   policy.watch();
   await reconcile(collection, lifecycle, backends, pool, log);
   await net.sweepHost();
-  const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy, asks: new AskQueue(events, config.askTimeoutMs) };
+  const deps: HandlerDeps = { config, collection, lifecycle, pool, events, log, policy, asks: new AskQueue(events, config.askTimeoutMs), firewallBlocked: (n) => net.blocked(n) };
   const handlers = {
     ...vmHandlers(deps),
     ...propertyHandlers(deps),

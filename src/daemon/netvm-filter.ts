@@ -26,8 +26,8 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 export class NftNetvmFilter implements NetvmFilter {
   constructor(private readonly d: FilterDeps) {}
 
-  async setup(netvmNs: string, opts: { dns: string[] }): Promise<void> {
-    await applyNetvmFirewall(netvmNs, { tag: this.d.instance, upstream: 'eth0', masquerade: true, dns: opts.dns, clients: [] }, nowSeconds());
+  async setup(netvmNs: string, opts: { dns: string[]; upstream?: string }): Promise<void> {
+    await applyNetvmFirewall(netvmNs, { tag: this.d.instance, upstream: opts.upstream ?? 'eth0', masquerade: true, dns: opts.dns, clients: [] }, nowSeconds());
   }
 
   async setClient(netvmNs: string, c: { name: string; ip: string; vif: string }, netvmDns: string[], opts: { fresh?: boolean } = {}): Promise<void> {

@@ -15,6 +15,8 @@ import { QubeNetwork } from './qube-network';
 
 export interface NetworkWiring {
   network: QubeNetwork;
+  /** Why the qube's traffic is all blocked (its firewall failed closed when last applied), if it is. */
+  blocked(name: string): string | undefined;
   /** After reconcile: host tables of this instance's uplinks whose qube is not running are removed. */
   sweepHost(): Promise<void>;
   stop(): void;
@@ -27,6 +29,7 @@ export function wireNetwork(d: {
   config: DaemonConfig; collection: Collection; backends: BackendRegistry; lifecycle: Lifecycle; events: EventBus; log: Logger;
 }): NetworkWiring {
   const uplinkDns = () => d.config.uplinkDns ?? hostDnsServers();
+  const blocked = new Map<string, string>();
   const filter = new NftNetvmFilter({
     instance: d.config.instance,
     rulesOf: (name) => firewallInForce(d.collection, name),
@@ -34,6 +37,8 @@ export function wireNetwork(d: {
     log: d.log,
     failedClosed: (name, reason) => {
       if (reason) d.events.emit(name, 'firewall-failed-closed', { reason });
+      if (reason) blocked.set(name, reason);
+      else blocked.delete(name);
     },
   });
   const network = new QubeNetwork({
@@ -67,6 +72,7 @@ export function wireNetwork(d: {
   timer.unref();
   return {
     network,
+    blocked: (name) => blocked.get(name),
     stop: () => {
       unsubscribe();
       clearInterval(timer);

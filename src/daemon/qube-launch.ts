@@ -50,5 +50,13 @@ export function buildLaunch(cfg: DaemonConfig, col: Collection, q: QubeRecord, v
     },
     logFile: guestLogFile(cfg, q),
     networked: col.prop(q, 'netvm') !== null || col.prop(q, 'provides_network') === true,
+    ...nicOf(col, q),
   };
+}
+
+/** The card of a qube with a netvm: its address and its netvm's, as the link will give them. */
+function nicOf(col: Collection, q: QubeRecord): Pick<QubeLaunch, 'nic'> {
+  const [ip, gateway, mac] = ['visible_ip', 'visible_gateway', 'mac'].map((p) => col.prop(q, p));
+  if (col.prop(q, 'netvm') === null || typeof ip !== 'string' || typeof gateway !== 'string' || typeof mac !== 'string') return {};
+  return { nic: { ip, gateway, mac } };
 }

@@ -5,7 +5,10 @@
 
 import { QubesError } from '../core/errors';
 import type { QubeRecord } from '../core/qube';
-import { attachClient, detachClient, vifName, type ClientLink } from '../net/client-link';
+import { attachClient, detachClient, vifName, type ClientLink, type LinkForm } from '../net/client-link';
+import { setupVmBridge } from '../net/vm-link';
+import { TAP_NAME } from '../backends/vm/qemu-args';
+import { deviceDnsOf, deviceUplinkOf, handOverDevice } from '../net/device-uplink';
 import { netnsOfPid, sysctls } from '../net/netns';
 import { NETVM_SYSCTLS, VIRTUAL_DNS } from '../net/nft-ruleset';
 import { addUplink, chooseUplink, hostAddresses, removeUplink, uplinkNames } from '../net/uplink';
@@ -25,10 +28,14 @@ function nsInode(path: string): number | undefined {
   }
 }
 
+function formOf(backend: string): LinkForm {
+  return backend === 'hvm' ? 'hvm' : 'sandbox';
+}
+
 /** The firewall a netvm enforces for its qubes (the nftables driver, or an in-memory one in unit tests). */
 export interface NetvmFilter {
-  /** The netvm's own rules, with no qube yet: forwarding policy, NAT out of eth0, the virtual DNS. */
-  setup(netvmNs: string, opts: { dns: string[] }): Promise<void>;
+  /** The netvm's own rules, with no qube yet: forwarding policy, NAT out of its upstream (eth0), the virtual DNS. */
+  setup(netvmNs: string, opts: { dns: string[]; upstream?: string }): Promise<void>;
   /** A qube's rules in its netvm (replacing any it had); a failure leaves that qube's traffic dropped. */
   setClient(netvmNs: string, client: { name: string; ip: string; vif: string }, netvmDns: string[], opts?: { fresh?: boolean }): Promise<void>;
   removeClient(netvmNs: string, client: { ip: string; vif: string }): Promise<void>;
@@ -97,32 +104,37 @@ export class QubeNetwork {
     const { q } = run;
     const netvm = this.netvmOf(q);
     if (!this.isNetvm(q) && !netvm) return; // offline: loopback only, as the runtime made it
-    if (run.backend.virtMode !== 'sandbox') {
-      this.d.log.warn(`${q.name}: starts offline: the network of ${run.backend.virtMode} qubes is not wired yet`);
-      return;
-    }
-    // After the runtime started (a sandbox is created and started at once): its first process holds the namespace.
+    const form = formOf(run.backend.virtMode);
+    // A netvm's rules live in its namespace; an hvm qube's namespace is its own kernel's, out of the host's reach.
+    if (this.isNetvm(q) && form !== 'sandbox') throw new Error(`${q.name}: an ${run.backend.virtMode} qube cannot provide network yet (use virt_mode sandbox for net qubes)`);
+    // After the runtime started: its first process (the sandbox's init, or QEMU) holds the namespace.
     const pid = run.info?.pid;
     if (!pid) throw new Error(`${q.name} has no process to give a network to`);
     this.remember(run.runtimeId, pid);
     const ns = netnsOfPid(pid);
     if (this.isNetvm(q)) await this.setupNetvm(q, ns, pid, !netvm);
-    if (netvm) await this.attach(q, netvm, ns);
+    if (netvm && form === 'hvm') await setupVmBridge(ns, TAP_NAME);
+    if (netvm) await this.attach(q, netvm, ns, form);
     if (this.isNetvm(q)) await this.relinkClients(q);
   }
 
   private async setupNetvm(q: QubeRecord, ns: string, pid: number, uplink: boolean): Promise<void> {
     // icmp_ratelimit 0: the firewall's rejects stay fast after a burst (the host's global limit still holds).
     await sysctls(ns, { ...NETVM_SYSCTLS }, `${q.name}: network settings`);
-    if (uplink) await addUplink(chooseUplink(this.d.instance, q.qid, await hostAddresses()), pid);
+    const device = uplink ? deviceUplinkOf(q.name, q.features) : undefined;
+    if (device) await handOverDevice(q.name, device, pid);
+    else if (uplink) await addUplink(chooseUplink(this.d.instance, q.qid, await hostAddresses()), pid);
     const dns = this.dnsOf(q);
     if (uplink && dns.length === 0) this.d.log.warn(`${q.name}: no upstream DNS server (none in the host's resolv.conf): names will not resolve`);
-    await this.d.filter.setup(ns, { dns });
+    await this.d.filter.setup(ns, { dns, ...(device ? { upstream: device.iface } : {}) });
   }
 
   /** A netvm's upstream DNS: the real servers where the uplink is, else its own netvm's virtual ones. */
   private dnsOf(netvm: QubeRecord): string[] {
-    return this.netvmOf(netvm) ? [...VIRTUAL_DNS] : this.d.uplinkDns();
+    if (this.netvmOf(netvm)) return [...VIRTUAL_DNS];
+    // A handed-over interface's network has its own servers (feature uplink-dns); else the host's.
+    const own = deviceDnsOf(netvm.features);
+    return own.length ? own : this.d.uplinkDns();
   }
 
   private link(q: QubeRecord, netvm: QubeRecord): ClientLink {
@@ -133,7 +145,7 @@ export class QubeNetwork {
   }
 
   /** Links q to its netvm (started first if halted). */
-  private async attach(q: QubeRecord, netvm: QubeRecord, ns: string): Promise<void> {
+  private async attach(q: QubeRecord, netvm: QubeRecord, ns: string, form: LinkForm): Promise<void> {
     let netvmNs = await this.nsOf(netvm);
     if (!netvmNs) {
       await this.d.startQube(netvm.name).catch((e: unknown) => {
@@ -145,7 +157,7 @@ export class QubeNetwork {
     const l = this.link(q, netvm);
     // A qube being linked has no connections yet: nothing to cut.
     await this.d.filter.setClient(netvmNs, { name: q.name, ip: l.ip, vif: l.vif }, this.dnsOf(netvm), { fresh: true });
-    await attachClient(l, netvmNs, ns).catch(async (e: unknown) => {
+    await attachClient(l, netvmNs, ns, form).catch(async (e: unknown) => {
       await this.d.filter.removeClient(netvmNs!, l).catch(() => undefined);
       throw e;
     });
@@ -158,7 +170,7 @@ export class QubeNetwork {
       if (c.klass === 'AdminVM' || this.prop(c, 'netvm') !== netvm.name || col.powerState(c) !== 'Running') continue;
       const ns = await this.nsOf(c);
       if (!ns) continue;
-      await this.attach(c, netvm, ns).catch((e: unknown) => this.d.log.error(`${c.name}: relinking to ${netvm.name}: ${errorText(e)}`));
+      await this.attach(c, netvm, ns, this.formOfRunning(c)).catch((e: unknown) => this.d.log.error(`${c.name}: relinking to ${netvm.name}: ${errorText(e)}`));
     }
   }
 
@@ -186,11 +198,15 @@ export class QubeNetwork {
     }
   }
 
-  /** A running sandbox qube's namespace (the others have no network to change yet). */
+  /** How a running qube's link is made, from the backend that runs it. */
+  private formOfRunning(q: QubeRecord): LinkForm {
+    return formOf(this.d.collection.store.runtimes().find((r) => r.qid === q.qid)?.backend ?? 'sandbox');
+  }
+
+  /** A running qube's namespace (its sandbox's, or its QEMU's). */
   private async runningNs(name: string): Promise<{ q: QubeRecord; ns: string } | undefined> {
     const q = this.d.collection.find(name);
     if (!q || this.d.collection.powerState(q) !== 'Running') return undefined;
-    if (this.d.collection.store.runtimes().find((r) => r.qid === q.qid)?.backend !== 'sandbox') return undefined;
     const ns = await this.nsOf(q);
     return ns ? { q, ns } : undefined;
   }
@@ -211,7 +227,7 @@ export class QubeNetwork {
     if (!r) return;
     await this.unlinkEverywhere(r.q);
     const netvm = this.netvmOf(r.q);
-    if (netvm) await this.attach(r.q, netvm, r.ns);
+    if (netvm) await this.attach(r.q, netvm, r.ns, this.formOfRunning(r.q));
   }
 
   /** Running qubes with firewall rules naming hosts (whose addresses may change). */

@@ -1,6 +1,6 @@
 /* isola-vmm-jail: runs an hvm qube's QEMU with the least privilege, as Firecracker's jailer does.
  * Usage: isola-vmm-jail --uid U --gid G --state-dir DIR [--ro PATH]... [--rw PATH]... [--dev PATH]...
- *                       [--disk-{ro,rw}[-direct] FILE]... [--listen SOCKET]... -- QEMU [ARG...]
+ *                       [--disk-{ro,rw}[-direct] FILE]... [--listen SOCKET]... [--tap NAME] -- QEMU [ARG...]
  * QEMU is what a guest attacks first; if it falls, the attacker must find itself as an unprivileged uid
  * of its own (the qube's), without capabilities, in new mount, pid, ipc, uts and network namespaces whose
  * root is an empty read-only tmpfs holding only the listed binds (each at its own path: QEMU's arguments
@@ -16,6 +16,10 @@
  * root; QEMU inherits listener j after the disks, as descriptor 3+2*ndisks+j (`-chardev socket,fd=N,
  * server=on`). QEMU owns no socket file: one that fell cannot swap the path isolad connects to (QMP, the
  * agent ports) for another qube's socket.
+ * --tap creates the tap device NAME in the new network namespace (as root, before anything is dropped)
+ * and QEMU inherits it after the listeners (`-netdev tap,fd=N`): QEMU, without CAP_NET_ADMIN, can read
+ * and write frames on it but not configure it, create another one, or see the host's interfaces.
+ * isolad wires it from outside (src/net/vm-link.ts).
  * Detaches: forks a supervisor in a new session that stays outside the namespaces (waits for QEMU and
  * records how it ended), writes DIR/pid (QEMU's host pid) once QEMU is exec'd, and exits 0; a failure
  * before the exec goes to DIR/error (one line) and exit 1. When QEMU ends, DIR/exit says how
@@ -40,6 +44,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 
 #define MAX_BINDS 64
 #define MAX_DISKS 32
@@ -62,6 +69,8 @@ static int disk_fds[2 * MAX_DISKS]; /* read-only, read-write (-1 for a read-only
 static int ndisks;
 static int listen_fds[MAX_LISTEN];
 static int nlisten;
+static const char *tap_name; /* --tap: created in the new network namespace */
+static int tap_fd = -1;
 static int state_fd = -1;
 static int report_fd = -1; /* the child's error line goes to the supervisor through this pipe */
 
@@ -195,8 +204,10 @@ static void place_disks(void) {
   int first_listen = FIRST_DISK_FD + 2 * ndisks;
   for (int j = 0; j < nlisten; j++)
     if (dup2(listen_fds[j], first_listen + j) < 0) die("dup2 listener %d: %s", j, strerror(errno));
-  if (close_range((unsigned)(first_listen + nlisten), ~0U, CLOSE_RANGE_CLOEXEC) != 0)
-    for (int fd = first_listen + nlisten; fd < 4096; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  int next = first_listen + nlisten;
+  if (tap_fd >= 0 && dup2(tap_fd, next++) < 0) die("dup2 tap: %s", strerror(errno));
+  if (close_range((unsigned)next, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+    for (int fd = next; fd < 4096; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
 /* As root, before anything is dropped: the socket file is root's, in root's run dir. */
@@ -224,6 +235,19 @@ static int open_disk(const char *path, int mode) {
   return fd;
 }
 
+/* In the new network namespace, with the host's /dev still reachable: the qube's tap. Vnet headers let
+ * QEMU pass checksum offloads through instead of computing every checksum under TCG. */
+static int open_tap(const char *name) {
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) die("/dev/net/tun: %s", strerror(errno));
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  memcpy(ifr.ifr_name, name, strlen(name));
+  if (ioctl(fd, TUNSETIFF, &ifr) != 0) die("create tap %s: %s", name, strerror(errno));
+  return move_high(fd);
+}
+
 /* In the new namespaces, as pid 1: builds the root, drops everything, becomes QEMU. */
 static void jail_child(unsigned long uid, unsigned long gid, char **argv) {
   report_fd = move_high(report_fd);
@@ -231,6 +255,7 @@ static void jail_child(unsigned long uid, unsigned long gid, char **argv) {
     if (disk_fds[d] >= 0) disk_fds[d] = move_high(disk_fds[d]);
   for (int j = 0; j < nlisten; j++) listen_fds[j] = move_high(listen_fds[j]);
   if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) != 0) die("unshare: %s", strerror(errno));
+  if (tap_name) tap_fd = open_tap(tap_name);
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("make mounts private: %s", strerror(errno));
   if (sethostname("isola-vmm", 9) != 0) die("sethostname: %s", strerror(errno));
   open_binds();
@@ -338,6 +363,10 @@ int main(int argc, char **argv) {
       if (nlisten == MAX_LISTEN) die("more than %d listeners", MAX_LISTEN);
       if (!safe_path(val)) die("socket '%s': not an absolute path without . or ..", val);
       listen_fds[nlisten++] = open_listener(val);
+    } else if (strcmp(a, "--tap") == 0) {
+      size_t n = strlen(val);
+      if (tap_name || n == 0 || n >= IFNAMSIZ || strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789") != n) die("--tap '%s': one name of [a-z0-9], at most %d characters", val, IFNAMSIZ - 1);
+      tap_name = val;
     } else die("unknown option %s", a);
   }
   if (!state_dir || !safe_path(state_dir)) die("--state-dir: an absolute path without . or .. is required");

@@ -4,6 +4,10 @@
 // else through it.
 
 import { ipBatch, type NetnsPath } from './netns';
+import { attachVmPort } from './vm-link';
+
+/** Where the qube's end goes: a sandbox's own namespace (configured here), or QEMU's (bridged to the tap). */
+export type LinkForm = 'sandbox' | 'hvm';
 
 export interface ClientLink {
   /** The qube's address (its `ip` property) and its MAC (`mac`). */
@@ -17,10 +21,13 @@ export interface ClientLink {
 
 export const vifName = (qid: number): string => `vif${qid}`;
 
+/** Qubes gives every netvm-side vif this MAC: a qube moved to another netvm still has its gateway's right. */
+export const VIF_MAC = 'fe:ff:ff:ff:ff:ff';
+
 /** In the netvm: the pair (peer into the qube's namespace, as eth0), the gateway address, the route back. */
 export function netvmSideLines(l: ClientLink, clientNs: string): string[] {
   return [
-    `link add ${l.vif} type veth peer name eth0 netns ${clientNs}`,
+    `link add ${l.vif} address ${VIF_MAC} type veth peer name eth0 netns ${clientNs}`,
     `addr add ${l.gateway}/32 dev ${l.vif}`,
     `link set ${l.vif} up`,
     `route replace ${l.ip}/32 dev ${l.vif}`,
@@ -43,12 +50,13 @@ export function clientSideLines(l: ClientLink): string[] {
  * Links a qube to its netvm. iproute2 takes the peer's namespace as a pid or a name in /run/netns:
  * a /proc/PID/ns/net path is turned into its pid. A failure removes the half-made pair.
  */
-export async function attachClient(l: ClientLink, netvmNs: string, clientNs: string): Promise<void> {
+export async function attachClient(l: ClientLink, netvmNs: string, clientNs: string, form: LinkForm = 'sandbox'): Promise<void> {
   const peer = /^\/proc\/(\d+)\/ns\/net$/.exec(clientNs)?.[1];
   if (!peer) throw new Error(`attaching ${l.ip}: ${clientNs} is not a process's network namespace`);
   try {
     await ipBatch(netvmNs, netvmSideLines(l, peer), `linking ${l.ip} to its netvm`);
-    await ipBatch(clientNs, clientSideLines(l), `configuring ${l.ip}`);
+    if (form === 'hvm') await attachVmPort(l.vif, netvmNs, clientNs);
+    else await ipBatch(clientNs, clientSideLines(l), `configuring ${l.ip}`);
   } catch (e) {
     await detachClient(l.vif, netvmNs).catch(() => undefined);
     throw e;

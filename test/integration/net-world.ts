@@ -74,6 +74,8 @@ dns.bind(53, '203.0.113.53', () => process.stdout.write('ready\n'));
 `;
 
 export const DNS_SERVER = '203.0.113.53';
+/** The test hosts of 203.0.113.0/24, each routed from the host on its own. */
+const FAR_HOSTS = ['203.0.113.10', '203.0.113.20', DNS_SERVER];
 
 export class TestInternet {
   readonly ns: string;
@@ -117,10 +119,11 @@ export class TestInternet {
     for (const a of ['198.51.100.2/24', '198.51.100.10/24', '198.51.100.20/24']) this.ip(['addr', 'add', a, 'dev', 'eth0'], this.ns);
     this.ip(['link', 'set', 'eth0', 'up'], this.ns);
     // The far network on loopback (this kernel has no dummy interfaces): reached only by routing.
-    for (const a of ['203.0.113.10/32', '203.0.113.20/32', `${DNS_SERVER}/32`]) this.ip(['addr', 'add', a, 'dev', 'lo'], this.ns);
+    for (const a of FAR_HOSTS) this.ip(['addr', 'add', `${a}/32`, 'dev', 'lo'], this.ns);
     this.ip(['route', 'add', 'default', 'via', this.hostIp], this.ns);
-    // Only this route leads to 203.0.113.0/24 from the host, and it ends in the test's namespace.
-    this.ip(['route', 'add', '203.0.113.0/24', 'via', '198.51.100.2', 'dev', this.hostIf]);
+    // From the host, these addresses only lead into the test's namespace. Only these: the rest of
+    // 203.0.113.0/24 may be the machine's own (this one's Debian mirror is 203.0.113.80, in /etc/hosts).
+    for (const a of FAR_HOSTS) this.ip(['route', 'add', `${a}/32`, 'via', '198.51.100.2', 'dev', this.hostIf]);
     const child = spawn('ip', ['netns', 'exec', this.ns, process.execPath, '-e', SERVERS, JSON.stringify(this.names)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.servers = child;
     let err = '';
@@ -141,7 +144,7 @@ export class TestInternet {
         // already gone
       }
     };
-    quiet(['route', 'del', '203.0.113.0/24', 'via', '198.51.100.2', 'dev', this.hostIf]);
+    for (const a of FAR_HOSTS) quiet(['route', 'del', `${a}/32`, 'via', '198.51.100.2', 'dev', this.hostIf]);
     quiet(['link', 'del', this.hostIf]);
     quiet(['netns', 'del', this.ns]);
     releaseLock();

@@ -97,12 +97,14 @@ describe('qvm-firewall enforced in the netvm', { skip, concurrency: false }, () 
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(await get('personal', '198.51.100.10'), 'hello from 198.51.100.10\n', 'deb.test resolved to 198.51.100.10');
     assert.match(await get('personal', '198.51.100.20'), /^ERR EHOSTUNREACH/);
-    await inst.ok('qvm-firewall', 'personal', 'add', '--before', '0', 'action=accept', 'dsthost=missing.test', 'proto=tcp');
-    await new Promise((r) => setTimeout(r, 1500));
+    const added = await inst.cli('qvm-firewall', ['personal', 'add', '--before', '0', 'action=accept', 'dsthost=missing.test', 'proto=tcp']);
+    assert.equal(added.code, 0, 'the rule is stored');
+    assert.match(added.stderr, /^qvm-firewall: warning: all network traffic of personal is blocked: missing\.test does not resolve \(\w+\)\n$/, 'the user is told at once');
     assert.match(await get('personal', '198.51.100.10'), /^ERR EHOSTUNREACH/, 'fail closed: the resolvable host is blocked too');
     assert.match(inst.daemonLog, /personal: all its network traffic is blocked: missing\.test does not resolve/);
-    await inst.ok('qvm-firewall', 'personal', 'del', '--rule-no', '0');
-    await new Promise((r) => setTimeout(r, 1000));
+    assert.match((await inst.cli('qvm-firewall', ['personal', 'list'])).stderr, /blocked: missing\.test does not resolve/, 'and by list, while it lasts');
+    const fixed = await inst.cli('qvm-firewall', ['personal', 'del', '--rule-no', '0']);
+    assert.equal(fixed.stderr, '', 'no warning once the rules apply as written');
     assert.equal(await get('personal', '198.51.100.10'), 'hello from 198.51.100.10\n');
   });
 

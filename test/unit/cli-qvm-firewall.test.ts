@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { err, runCommand, VM_LIST } from './cli-fake-client';
 
 const GET = 'action=accept dsthost=qubes-os.org\naction=drop proto=icmp\n';
-const base = (get = GET) => ({ 'admin.vm.List dom0': VM_LIST, 'admin.vm.firewall.Get work': get });
+const base = (get = GET) => ({ 'admin.vm.List dom0': VM_LIST, 'admin.vm.firewall.Get work': get, 'admin.vm.firewall.Status work': '' });
 const stripped = (out: string) => out.split('\n').filter(Boolean).map((l) => l.trim());
 
 describe("qvm-firewall list (Qubes' client tests)", () => {
@@ -18,7 +18,7 @@ describe("qvm-firewall list (Qubes' client tests)", () => {
       '0   accept  qubes-os.org  -         -        -               -          -       -',
       '1   drop    -             icmp      -        -               -          -       -',
     ]);
-    assert.deepEqual(r.client.summary(), ['admin.vm.List dom0', 'admin.vm.firewall.Get work']);
+    assert.deepEqual(r.client.summary(), ['admin.vm.List dom0', 'admin.vm.firewall.Get work', 'admin.vm.firewall.Status work']);
   });
 
   it('test_001_list_default: list is the default command; ports, ICMP type, special target and comment', async () => {
@@ -46,9 +46,18 @@ describe("qvm-firewall list (Qubes' client tests)", () => {
     assert.equal(raw.stdout, 'action=accept dsthost=qubes-os.org\naction=drop proto=icmp\n');
     const reload = await runCommand('qvm-firewall', ['work', '--raw', '--reload', 'list'], { ...base(), 'admin.vm.firewall.Reload work': '' });
     assert.equal(reload.stdout, raw.stdout);
-    assert.deepEqual(reload.client.summary(), ['admin.vm.List dom0', 'admin.vm.firewall.Get work', 'admin.vm.firewall.Reload work']);
+    assert.deepEqual(reload.client.summary(), ['admin.vm.List dom0', 'admin.vm.firewall.Get work', 'admin.vm.firewall.Reload work', 'admin.vm.firewall.Status work']);
     const after = await runCommand('qvm-firewall', ['work', 'list', '--raw'], base('action=accept expire=2583292452 dst4=10.0.0.0/8 proto=tcp dstports=22-22\n'));
     assert.equal(after.stdout, 'action=accept proto=tcp dst4=10.0.0.0/8 dstports=22-22 expire=2583292452\n', '--raw after the command works too');
+  });
+
+  it('says on stderr, in one line, when the running qube\'s traffic is all blocked (fail closed), with the reason', async () => {
+    const reason = "host name 'nx.test' (rule 0) does not resolve";
+    const r = await runCommand('qvm-firewall', ['work', 'add', 'accept', 'nx.test'], { ...base(), 'admin.vm.firewall.Set work': '', 'admin.vm.firewall.Status work': `${reason}\n` });
+    assert.equal(r.code, 0, 'the rule is stored all the same');
+    assert.equal(r.stderr, `qvm-firewall: warning: all network traffic of work is blocked: ${reason}\n`);
+    const list = await runCommand('qvm-firewall', ['work'], { ...base(), 'admin.vm.firewall.Status work': `${reason}\n` });
+    assert.match(list.stderr, /blocked: host name 'nx\.test'/);
   });
 
   it('never lists dom0: it has no firewall', async () => {
@@ -59,7 +68,7 @@ describe("qvm-firewall list (Qubes' client tests)", () => {
 });
 
 describe("qvm-firewall add, del, reset (Qubes' client tests)", () => {
-  const setLast = (payload: string) => ['admin.vm.List dom0', 'admin.vm.firewall.Get work', `admin.vm.firewall.Set work [${payload}]`];
+  const setLast = (payload: string) => ['admin.vm.List dom0', 'admin.vm.firewall.Get work', `admin.vm.firewall.Set work [${payload}]`, 'admin.vm.firewall.Status work'];
 
   it('test_010_add_after: appends the rule, sending every rule back', async () => {
     const r = await runCommand('qvm-firewall', ['work', 'add', 'accept', '192.168.0.0/24', 'comment=Allow LAN'], { ...base(), 'admin.vm.firewall.Set work': '' });
@@ -82,15 +91,15 @@ describe("qvm-firewall add, del, reset (Qubes' client tests)", () => {
   });
 
   it('test_030_reset: one accept rule (Isola does not read the rules first)', async () => {
-    const r = await runCommand('qvm-firewall', ['work', 'reset'], { 'admin.vm.List dom0': VM_LIST, 'admin.vm.firewall.Set work': '' });
+    const r = await runCommand('qvm-firewall', ['work', 'reset'], { 'admin.vm.List dom0': VM_LIST, 'admin.vm.firewall.Set work': '', 'admin.vm.firewall.Status work': '' });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.client.summary(), ['admin.vm.List dom0', 'admin.vm.firewall.Set work [action=accept\n]']);
+    assert.deepEqual(r.client.summary(), ['admin.vm.List dom0', 'admin.vm.firewall.Set work [action=accept\n]', 'admin.vm.firewall.Status work']);
   });
 
   it('sends expire=+N as the absolute time', async () => {
     const t0 = Math.floor(Date.now() / 1000);
     const r = await runCommand('qvm-firewall', ['work', 'add', 'accept', 'qubes-os.org', 'expire=+300'], { ...base(), 'admin.vm.firewall.Set work': '' });
-    const line = r.client.calls.at(-1)!.payload.split('\n').at(-2)!;
+    const line = r.client.calls.find((c) => c.method === 'admin.vm.firewall.Set')!.payload.split('\n').at(-2)!;
     const m = /^action=accept dsthost=qubes-os\.org expire=(\d+)$/.exec(line);
     assert.ok(m, line);
     assert.ok(Number(m[1]) >= t0 + 300 && Number(m[1]) <= t0 + 301);

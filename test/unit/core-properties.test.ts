@@ -23,7 +23,7 @@ function world(qubes: QubeRecord[], globals: Record<string, PropValue> = {}, run
     hostMemoryMiB: 24000,
     hostCpus: 8,
     all: () => all,
-    runtime: (q) => (q.name in running ? { startedAt: running[q.name] } : undefined),
+    runtime: (q) => (q.name in running ? { startedAt: running[q.name], cardless: q.props.virt_mode === 'hvm' && q.props.netvm === null } : undefined),
   };
   return w;
 }
@@ -120,6 +120,15 @@ test("a running qube's new netvm must run (Qubes relinks it at once); a halted q
   assert.equal(parsePropertyValue(work, 'netvm', 'sys-net', running), 'sys-net');
   assert.equal(parsePropertyValue(work, 'netvm', '', running), null, 'offline is always possible');
   assert.equal(parsePropertyValue(work, 'netvm', 'sys-net2', world([tpl, net, other, work])), 'sys-net2');
+});
+
+test('a running hvm qube started without a network card cannot be given a netvm until it restarts', () => {
+  const vm = qube('vm', 'AppVM', { template: 'debian-12', virt_mode: 'hvm', netvm: null });
+  const online = qube('vm2', 'AppVM', { template: 'debian-12', virt_mode: 'hvm', netvm: 'sys-net' });
+  const running = world([tpl, net, vm, online], {}, { vm: 1, vm2: 1, 'sys-net': 1 });
+  assert.throws(() => parsePropertyValue(vm, 'netvm', 'sys-net', running), /vm is an hvm qube running offline: it gets a network card at its next start/);
+  assert.equal(parsePropertyValue(vm, 'netvm', 'sys-net', world([tpl, net, vm], {}, { 'sys-net': 1 })), 'sys-net', 'halted: fine');
+  assert.equal(parsePropertyValue(online, 'netvm', '', running), null, 'going offline is fine');
 });
 
 test('global prefs check what they point at', () => {

@@ -5,11 +5,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { clientSideLines, netvmSideLines, vifName } from '../../src/net/client-link';
 import { chooseUplink, hostDnsServers, hostRules, uplinkNames } from '../../src/net/uplink';
+import { deviceDnsOf, deviceUplinkLines, deviceUplinkOf } from '../../src/net/device-uplink';
+import { vmBridgeLines, vmPortLines, vmVifSettings } from '../../src/net/vm-link';
 
 test("a qube's link: the pair made in the netvm with its peer in the qube, /32 addresses, the gateway its only route", () => {
   const l = { ip: '10.137.0.7', mac: '00:16:3e:5e:6c:00', gateway: '10.137.0.6', vif: vifName(7) };
   assert.deepEqual(netvmSideLines(l, '4242'), [
-    'link add vif7 type veth peer name eth0 netns 4242',
+    'link add vif7 address fe:ff:ff:ff:ff:ff type veth peer name eth0 netns 4242',
     'addr add 10.137.0.6/32 dev vif7',
     'link set vif7 up',
     'route replace 10.137.0.7/32 dev vif7',
@@ -51,4 +53,27 @@ test("upstream DNS: the host's servers, never a loopback one (systemd-resolved's
   assert.deepEqual(hostDnsServers((f) => files[f] ?? ''), ['192.0.2.53', '192.0.2.54']);
   assert.deepEqual(hostDnsServers((f) => (f === '/etc/resolv.conf' ? 'nameserver 192.0.2.1\n' : '')), ['192.0.2.1']);
   assert.deepEqual(hostDnsServers(() => { throw new Error('ENOENT'); }), []);
+});
+
+test("an hvm qube's link: the bridge joins QEMU's tap and the netvm's end; its vif answers ARP for what the netvm routes", () => {
+  assert.deepEqual(vmBridgeLines('tap0'), ['link add br0 type bridge', 'link set tap0 master br0', 'link set tap0 up', 'link set br0 up']);
+  assert.deepEqual(vmPortLines(), ['link set eth0 master br0', 'link set eth0 up']);
+  assert.deepEqual(vmVifSettings('vif7'), { 'net.ipv4.conf.vif7.proxy_arp': '1' });
+});
+
+test("a handed-over interface: the features checked, each bad one refused in one line naming it", () => {
+  assert.equal(deviceUplinkOf('sys-net', {}), undefined, 'no feature: the veth to the host');
+  const u = deviceUplinkOf('sys-net', { 'uplink-interface': 'enp1s0', 'uplink-address': '192.0.2.5/24', 'uplink-gateway': '192.0.2.1' });
+  assert.deepEqual(u, { iface: 'enp1s0', address: '192.0.2.5/24', gateway: '192.0.2.1' });
+  assert.deepEqual(deviceUplinkLines(u!), ['addr add 192.0.2.5/24 dev enp1s0', 'link set enp1s0 up', 'route add default via 192.0.2.1 dev enp1s0']);
+  const bad: Record<string, string>[] = [
+    { 'uplink-interface': 'enp1s0 up', 'uplink-address': '192.0.2.5/24' },
+    { 'uplink-interface': 'lo', 'uplink-address': '192.0.2.5/24' },
+    { 'uplink-interface': 'vif3', 'uplink-address': '192.0.2.5/24' },
+    { 'uplink-interface': 'enp1s0' },
+    { 'uplink-interface': 'enp1s0', 'uplink-address': '192.0.2.5/33' },
+    { 'uplink-interface': 'enp1s0', 'uplink-address': '192.0.2.5/24', 'uplink-gateway': '192.0.2.1; reboot' },
+  ];
+  for (const f of bad) assert.throws(() => deviceUplinkOf('sys-net', f), /^Error: sys-net: feature uplink-\w+ '.*' is not valid$/, JSON.stringify(f));
+  assert.deepEqual(deviceDnsOf({ 'uplink-interface': 'enp1s0', 'uplink-dns': '192.0.2.53, 2001:db8::1 x 192.0.2.54' }), ['192.0.2.53', '192.0.2.54']);
 });

@@ -51,3 +51,12 @@ test('an environment name or a disk directory that could break the init is refus
   spaced.volumes.root.image!.lower = [{ disk: 0, dir: 'layers/a b' }];
   assert.throws(() => bootConfig(spaced, {}), /bad disk directory/);
 });
+
+test("the card's address and gateway reach the init as checked IPv4 words; offline, there are none", () => {
+  const nic = { ip: '10.137.0.3', gateway: '10.137.0.2', mac: '00:16:3e:5e:6c:03' };
+  assert.deepEqual(sourced(bootConfig({ ...launch(), nic }, {}), ['ISOLA_NET_IP', 'ISOLA_NET_GATEWAY']), ['10.137.0.3', '10.137.0.2']);
+  assert.doesNotMatch(bootConfig(launch(), {}), /ISOLA_NET/);
+  for (const bad of ['10.137.0.3; poweroff', '10.137.0.256', '', '::1']) {
+    assert.throws(() => bootConfig({ ...launch(), nic: { ...nic, ip: bad } }, {}), /bad IPv4 address/, bad);
+  }
+});

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bootCmdline, diskArgs, listenSockets, qemuArgs, serialSockets, type VmDescription } from '../../src/backends/vm/qemu-args';
+import { bootCmdline, diskArgs, FIRST_DISK_FD, listenSockets, qemuArgs, serialSockets, TAP_NAME, type VmDescription } from '../../src/backends/vm/qemu-args';
 import { checkJailPath, jailArgv } from '../../src/backends/vm/vmm-jail';
 import { exitReason } from '../../src/backends/vm/qemu-backend';
 
@@ -100,4 +100,17 @@ test('microvm under TCG is told the TSC rate (no HPET to calibrate against); q35
   assert.equal(bootCmdline({ ...base, tscKhz: 2596122, machine: 'q35' }), 'console=ttyS0 quiet');
   assert.equal(bootCmdline({ ...base, tscKhz: 2596122, accel: 'kvm' }), 'console=ttyS0 quiet');
   assert.equal(bootCmdline({ ...base, cmdline: 'tsc_early_khz=1000', tscKhz: 5 }), 'tsc_early_khz=1000');
+});
+
+test('a qube with a netvm gets a virtio-net card with its mac on the jail\'s tap, after the listeners; no vhost', () => {
+  const withNic = qemuArgs({ ...base, nic: { mac: '00:16:3e:5e:6c:03' } });
+  const i = withNic.indexOf('-netdev');
+  assert.deepEqual(withNic.slice(i), ['-netdev', 'tap,id=n0,fd=10,vhost=off', '-device', 'virtio-net-device,netdev=n0,mac=00:16:3e:5e:6c:03']);
+  assert.equal(FIRST_DISK_FD + 2 * base.disks.length + listenSockets(base.runDir).length, 10);
+  assert.ok(qemuArgs({ ...base, machine: 'q35', nic: { mac: '00:16:3e:5e:6c:03' } }).includes('virtio-net-pci,netdev=n0,mac=00:16:3e:5e:6c:03,romfile='));
+  assert.ok(!qemuArgs(base).includes('-netdev'), 'offline: no card at all');
+  assert.throws(() => qemuArgs({ ...base, nic: { mac: '00:16:3e:5e:6c:03,script=/x' } }), /bad MAC address/);
+  const argv = jailArgv({ uid: 5, gid: 6, stateDir: '/s', ro: [], rw: [], devices: [], disks: [], tap: TAP_NAME, qemu: '/q', args: [] });
+  assert.deepEqual(argv.slice(6), ['--tap', 'tap0', '--', '/q']);
+  assert.throws(() => jailArgv({ uid: 5, gid: 6, stateDir: '/s', ro: [], rw: [], devices: [], disks: [], tap: 'eth0 up', qemu: '/q', args: [] }), /tap name/);
 });

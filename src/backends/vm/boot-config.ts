@@ -46,12 +46,23 @@ export function bootConfig(launch: QubeLaunch, extraEnv: Record<string, string>)
     `ISOLA_ROOT_UPPER=${shellQuote(upper(root, 0))}`,
     `ISOLA_PRIVATE_LOWER=${shellQuote(dirs(priv, offset, priv.lower))}`,
     `ISOLA_PRIVATE_UPPER=${shellQuote(upper(priv, offset))}`,
+    ...nicLines(launch),
   ];
   for (const [k, v] of Object.entries({ ...launch.agentEnv, ...extraEnv })) {
     if (!ENV_NAME.test(k)) throw new Error(`qube ${launch.name}: bad environment name '${k}'`);
     lines.push(`export ${k}=${shellQuote(v)}`);
   }
   return lines.join('\n') + '\n';
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** The card's settings for the init (guest-init.ts configures eth0 with them); none: offline, lo only. */
+function nicLines(launch: QubeLaunch): string[] {
+  const n = launch.nic;
+  if (!n) return [];
+  for (const a of [n.ip, n.gateway]) if (!IPV4.test(a)) throw new Error(`qube ${launch.name}: bad IPv4 address '${a}'`);
+  return [`ISOLA_NET_IP=${shellQuote(n.ip)}`, `ISOLA_NET_GATEWAY=${shellQuote(n.gateway)}`];
 }
 
 /** What the agent needs in a VM besides what every backend tells it (sandbox-spec.ts has the sandbox's). */

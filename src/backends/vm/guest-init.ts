@@ -25,6 +25,15 @@ while read -r m; do
   insmod "/lib/isola-modules/$m" || fail "cannot load the module $m"
 done < /lib/isola-modules/modules.order
 . ${BOOT_CONF} || fail "cannot read ${BOOT_CONF}"
+ip link set lo up || fail "cannot bring up lo"
+# The card, when the qube has a netvm: a /32 address, the gateway its only neighbour and its default
+# route, as a sandbox's eth0 gets them (src/net/client-link.ts). The link behind it is the host's to make.
+if [ -n "\${ISOLA_NET_IP:-}" ]; then
+  i=0
+  while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+  ip link set eth0 up && ip addr add "$ISOLA_NET_IP/32" dev eth0 && ip route add "$ISOLA_NET_GATEWAY/32" dev eth0 \
+    && ip route add default via "$ISOLA_NET_GATEWAY" dev eth0 || fail "cannot configure eth0"
+fi
 
 # virtio-blk devices are probed as their modules load; give a slow host a moment all the same.
 dev_of() {

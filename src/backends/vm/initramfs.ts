@@ -11,7 +11,7 @@ import { KernelInfo } from './kernel-store';
 /** The applets an init script may call; each becomes a /bin symlink to busybox. */
 export const BUSYBOX_APPLETS = [
   'sh', 'mount', 'umount', 'mkdir', 'insmod', 'switch_root', 'poweroff', 'cat', 'sleep', 'ls', 'echo',
-  'mknod', 'ln', 'chmod', 'chown', 'grep', 'sed', 'readlink',
+  'mknod', 'ln', 'chmod', 'chown', 'grep', 'sed', 'readlink', 'ip',
 ];
 
 export const GUEST_MODULE_DIR = 'lib/isola-modules';

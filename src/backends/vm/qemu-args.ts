@@ -31,7 +31,14 @@ export interface VmDescription {
   disks: VmDisk[];
   /** The qube's run dir (root's): QEMU's sockets are there, bound by the jail (listenSockets). */
   runDir: string;
+  /** A network card (the qube has a netvm): virtio-net on the tap the jail creates (TAP_NAME). */
+  nic?: { mac: string };
 }
+
+/** The tap isola-vmm-jail creates in QEMU's network namespace; QEMU gets it after the listeners. */
+export const TAP_NAME = 'tap0';
+
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 /** Virtio-serial port names the guest agent opens (/dev/virtio-ports/<name>). */
 export const AGENT_PORT = 'org.isola.agent';
@@ -61,7 +68,7 @@ function v(value: string): string {
 }
 
 /** microvm has no PCI: its devices are virtio-mmio (`-device`); q35's are PCI. */
-function dev(machine: VmMachine, kind: 'blk' | 'serial'): string {
+function dev(machine: VmMachine, kind: 'blk' | 'serial' | 'net'): string {
   return `virtio-${kind}-${machine === 'microvm' ? 'device' : 'pci'}`;
 }
 
@@ -122,5 +129,15 @@ export function qemuArgs(d: VmDescription): string[] {
     '-device', `${dev(d.machine, 'serial')},max_ports=3`,
     ...serverSocket('agent', 1), '-device', `virtserialport,chardev=agent,name=${AGENT_PORT}`,
     ...serverSocket('client', 2), '-device', `virtserialport,chardev=client,name=${CLIENT_PORT}`,
+    ...nicArgs(d, firstListener + listenSockets(d.runDir).length),
   ];
+}
+
+/** The card on the jail's tap (descriptor fd); no vhost: QEMU has no /dev/vhost-net, and the host may lack it. */
+export function nicArgs(d: Pick<VmDescription, 'machine' | 'nic' | 'name'>, fd: number): string[] {
+  if (!d.nic) return [];
+  if (!MAC.test(d.nic.mac)) throw new Error(`qube ${d.name}: bad MAC address '${d.nic.mac}'`);
+  // No option ROM (PXE boot code): the kernel is booted directly, and the jail binds no ROM files.
+  const rom = d.machine === 'q35' ? ',romfile=' : '';
+  return ['-netdev', `tap,id=n0,fd=${fd},vhost=off`, '-device', `${dev(d.machine, 'net')},netdev=n0,mac=${d.nic.mac}${rom}`];
 }

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { AgentChannel, Backend, QubeLaunch, RuntimeInfo } from '../../core/backend';
 import type { IdRange } from '../../core/volumes';
 import { GUEST_LOG_KEEP, GUEST_LOG_MAX_BYTES } from '../sandbox/runc-backend';
-import { listenSockets, qemuArgs, qmpSocket, serialSockets, type VmAccel, type VmDescription, type VmMachine } from './qemu-args';
+import { listenSockets, qemuArgs, qmpSocket, serialSockets, TAP_NAME, type VmAccel, type VmDescription, type VmMachine } from './qemu-args';
 import { QmpClient } from './qmp';
 import { hostTscKhz } from './guest-cmdline';
 import { hostMemMiB, isAlive, killVerified, procStat, supportsDirectIo, waitGone } from './vm-proc';
@@ -140,6 +140,7 @@ export class QemuBackend implements Backend {
         kernel: boot.kernel, initrd: boot.initrd, cmdline: boot.cmdline, tscKhz: hostTscKhz(),
         disks: [...root.disks, ...priv.disks].map((d) => ({ ...d, direct: supportsDirectIo(d.file) })),
         runDir: dir, uid: launch.ids.base, gid: launch.ids.base, logFile: launch.logFile,
+        ...(launch.nic ? { nic: { mac: launch.nic.mac } } : {}),
       };
       fs.writeFileSync(path.join(dir, 'description.json'), JSON.stringify(desc, null, 2), { mode: 0o600 });
       fs.mkdirSync(path.dirname(launch.logFile), { recursive: true, mode: 0o700 });
@@ -148,6 +149,11 @@ export class QemuBackend implements Backend {
       const msg = (err as Error).message;
       throw new Error(msg.startsWith(who) ? msg : `${who}: ${msg}`);
     }
+  }
+
+  /** Whether the qube was created with a network card (its netvm then was not none). */
+  hasNic(id: string): boolean {
+    return this.described(id)?.nic !== undefined;
   }
 
   private described(id: string): Described | undefined {
@@ -180,7 +186,7 @@ export class QemuBackend implements Backend {
     let pid: number;
     try {
       pid = await startJailed(
-        { uid: d.uid, gid: d.gid, stateDir: dir, ro, rw: [], devices, disks: d.disks, listen, qemu: this.qemu, args: qemuArgs(d) },
+        { uid: d.uid, gid: d.gid, stateDir: dir, ro, rw: [], devices, disks: d.disks, listen, ...(d.nic ? { tap: TAP_NAME } : {}), qemu: this.qemu, args: qemuArgs(d) },
         { jail: this.jail, logRelay: this.logRelay, logFile: d.logFile, logMaxBytes: GUEST_LOG_MAX_BYTES, logKeep: GUEST_LOG_KEEP, timeoutMs: 30_000 },
       );
     } catch (err) {

@@ -19,6 +19,8 @@ export interface JailSpec {
   disks: { file: string; readonly: boolean; direct?: boolean }[];
   /** Unix sockets the jail binds (as root, in the root's run dir) and QEMU inherits after the disks. */
   listen?: string[];
+  /** A tap device the jail creates in QEMU's network namespace; QEMU inherits it after the listeners. */
+  tap?: string;
   qemu: string;
   args: string[];
 }
@@ -69,6 +71,10 @@ export function jailArgv(spec: JailSpec): string[] {
   for (const p of spec.devices) out.push('--dev', checkJailPath(p, 'device'));
   for (const d of spec.disks) out.push(`--disk-${d.readonly ? 'ro' : 'rw'}${d.direct ? '-direct' : ''}`, checkJailPath(d.file, 'disk'));
   for (const f of spec.listen ?? []) out.push('--listen', checkJailPath(f, 'socket'));
+  if (spec.tap !== undefined) {
+    if (!/^[a-z0-9]{1,15}$/.test(spec.tap)) throw new Error(`tap name ${JSON.stringify(spec.tap)}: not [a-z0-9]{1,15}`);
+    out.push('--tap', spec.tap);
+  }
   out.push('--', checkJailPath(spec.qemu, 'QEMU binary'), ...spec.args);
   return out;
 }

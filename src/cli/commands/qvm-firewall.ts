@@ -95,6 +95,16 @@ async function setRules(deps: CliDeps, vm: string, rules: readonly FirewallRule[
   // admin.vm.firewall.Set takes at least one rule, as qubesd.
   if (rules.length === 0) throw new QubesError('QubesValueError', `cannot remove the last rule of ${vm}: a firewall has at least one rule (add 'drop' to block everything, then delete the others)`);
   await deps.client.call('admin.vm.firewall.Set', vm, { payload: rules.map((r) => formatClientRule(r) + '\n').join('') });
+  await warnIfBlocked(deps, vm);
+}
+
+/**
+ * After a change (or with list): says on stderr when the running qube's traffic is all blocked because
+ * its rules could not be applied as written (a host name that does not resolve: Qubes fails closed too).
+ */
+async function warnIfBlocked(deps: CliDeps, vm: string): Promise<void> {
+  const why = (await deps.client.call('admin.vm.firewall.Status', vm).catch(() => '')).trim();
+  if (why) deps.stderr(`qvm-firewall: warning: all network traffic of ${vm} is blocked: ${why}\n`);
 }
 
 async function list(deps: CliDeps, vmArg: string, o: GlobalOptions): Promise<number> {
@@ -106,6 +116,7 @@ async function list(deps: CliDeps, vmArg: string, o: GlobalOptions): Promise<num
     deps.stdout(formatTable([[...LIST_HEADER], ...rules.map((r, i) => [String(i), ...listRow(r, now)])]));
   }
   if (o.reload) await deps.client.call('admin.vm.firewall.Reload', vm);
+  await warnIfBlocked(deps, vm);
   return 0;
 }
 

@@ -24,6 +24,8 @@ export interface HandlerDeps {
   policy: PolicyStore;
   /** Pending 'ask' decisions waiting for an answer from the host. */
   asks: AskQueue;
+  /** Why a running qube's traffic is all blocked by its netvm (its firewall failed closed), if it is. */
+  firewallBlocked?: (name: string) => string | undefined;
 }
 
 export function destQube(d: HandlerDeps, ctx: CallContext): QubeRecord {

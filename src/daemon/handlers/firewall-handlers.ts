@@ -35,5 +35,12 @@ export function firewallHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Ha
       d.events.emit(qubeOf(ctx).name, 'firewall-changed');
       return '';
     },
+    'admin.vm.firewall.Status': async (ctx) => {
+      const q = qubeOf(ctx);
+      // Changes are applied under the qube's lock, in order: once it is ours, the earlier ones are done.
+      await d.lifecycle.locked(q, async () => undefined);
+      const why = col.powerState(q) === 'Running' ? d.firewallBlocked?.(q.name) : undefined;
+      return why ? `${why.replace(/[^\x20-\x7e]/g, '?')}\n` : '';
+    },
   };
 }
