@@ -108,6 +108,19 @@ describe('hvm qubes on the network', { skip, concurrency: false }, () => {
     assert.equal(await okRun('work', httpGet('198.51.100.10')), 'hello from 198.51.100.10\n', 'back behind sys-firewall');
   });
 
+  test('a netvm that starts again, and an isolad that starts again, leave the hvm qube its network', async () => {
+    await inst.ok('qvm-shutdown', '--wait', '--force', 'sys-firewall');
+    assert.equal(await okRun('work', httpGet('198.51.100.10', 3)), 'ERR\n', 'no netvm, no network');
+    await inst.ok('qvm-start', 'sys-firewall');
+    assert.equal(await okRun('work', httpGet('198.51.100.10')), 'hello from 198.51.100.10\n', 'relinked');
+    await inst.kill9();
+    await inst.start();
+    assert.equal(await okRun('work', httpGet('198.51.100.10')), 'hello from 198.51.100.10\n', 'after reconcile');
+    await inst.ok('qvm-prefs', 'work', 'netvm', 'sys-net');
+    assert.equal(await okRun('work', httpGet('198.51.100.10')), 'hello from 198.51.100.10\n', 'a live change after reconcile');
+    await inst.ok('qvm-prefs', 'work', 'netvm', 'sys-firewall');
+  });
+
   test('an offline hvm qube has loopback only, and cannot be given a netvm while it runs', async () => {
     await inst.ok('qvm-start', 'vault');
     const out = await okRun('vault', 'ip -o link; echo routes; ip route');
