@@ -6,6 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Instance } from './harness';
 
 /** One test internet per host at a time (its addresses and route are the host's): others wait their turn. */
 const LOCK = '/run/isola-test-internet.lock';
@@ -149,4 +150,18 @@ export class TestInternet {
     quiet(['netns', 'del', this.ns]);
     releaseLock();
   }
+}
+
+/**
+ * An isolad whose sys-net has the test internet's DNS upstream, with Qubes' two net qubes as
+ * `isola setup` makes them (test/unit covers that it does) and default_netvm sys-firewall.
+ */
+export async function networkedInstance(): Promise<Instance> {
+  const inst = new Instance({ env: { ISOLA_UPLINK_DNS: DNS_SERVER } });
+  await inst.start();
+  await inst.installTemplate();
+  await inst.ok('qvm-create', '--label', 'red', '--prop', 'provides_network=True', '--prop', 'netvm=', 'sys-net');
+  await inst.ok('qvm-create', '--label', 'green', '--prop', 'provides_network=True', '--prop', 'netvm=sys-net', 'sys-firewall');
+  await inst.ok('qubes-prefs', 'default_netvm', 'sys-firewall');
+  return inst;
 }

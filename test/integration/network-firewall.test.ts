@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { canRunIntegration, Instance } from './harness';
-import { DNS_SERVER, TestInternet } from './net-world';
+import { networkedInstance, TestInternet } from './net-world';
 
 const skip = canRunIntegration();
 
@@ -20,12 +20,7 @@ describe('qvm-firewall enforced in the netvm', { skip, concurrency: false }, () 
   let inet: TestInternet;
   before(async () => {
     inet = await TestInternet.create({ 'deb.test': '198.51.100.10', 'far.test': '203.0.113.20' });
-    inst = new Instance({ env: { ISOLA_UPLINK_DNS: DNS_SERVER } });
-    await inst.start();
-    await inst.installTemplate();
-    await inst.ok('qvm-create', '--label', 'red', '--prop', 'provides_network=True', '--prop', 'netvm=', 'sys-net');
-    await inst.ok('qvm-create', '--label', 'green', '--prop', 'provides_network=True', '--prop', 'netvm=sys-net', 'sys-firewall');
-    await inst.ok('qubes-prefs', 'default_netvm', 'sys-firewall');
+    inst = await networkedInstance();
     await inst.ok('qvm-create', '--label', 'blue', 'work');
     await inst.ok('qvm-create', '--label', 'yellow', 'personal');
     await inst.ok('qvm-start', 'work');

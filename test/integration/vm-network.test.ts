@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { canRunIntegration, Instance } from './harness';
-import { DNS_SERVER, TestInternet } from './net-world';
+import { networkedInstance, TestInternet } from './net-world';
 
 const skip = canRunIntegration();
 
@@ -29,12 +29,7 @@ describe('hvm qubes on the network', { skip, concurrency: false }, () => {
 
   before(async () => {
     inet = await TestInternet.create({ 'deb.test': '198.51.100.10', 'far.test': '203.0.113.20' });
-    inst = new Instance({ env: { ISOLA_UPLINK_DNS: DNS_SERVER } });
-    await inst.start();
-    await inst.installTemplate();
-    await inst.ok('qvm-create', '--label', 'red', '--prop', 'provides_network=True', '--prop', 'netvm=', 'sys-net');
-    await inst.ok('qvm-create', '--label', 'green', '--prop', 'provides_network=True', '--prop', 'netvm=sys-net', 'sys-firewall');
-    await inst.ok('qubes-prefs', 'default_netvm', 'sys-firewall');
+    inst = await networkedInstance();
     for (const [name, label] of [['work', 'blue'], ['personal', 'yellow'], ['vault', 'black']]) await inst.ok('qvm-create', '--label', label, name);
     await inst.ok('qvm-prefs', 'vault', 'netvm', '');
     for (const vm of ['work', 'vault']) await inst.ok('qvm-prefs', vm, 'virt_mode', 'hvm');
