@@ -163,6 +163,11 @@ export function netvmRuleset(fw: NetvmFirewall, now: number): CompiledRuleset {
       `iifname ${vifs} ct state established,related accept`,
       `iifname ${vifs} reject with icmpx type admin-prohibited`,
     ]),
+    // The netvm's own processes never open a connection to its clients (a proxy asked for one of their
+    // addresses, the netvm's root): clients are reached only by the replies to what they opened.
+    ...chain('output', 'type filter hook output priority filter; policy accept;', [
+      'ip daddr @client-addrs ct state new drop',
+    ]),
     // A client's address is reachable only through that client's vif.
     ...chain('postrouting', 'type filter hook postrouting priority filter; policy accept;', [
       'ip daddr @client-addrs oifname . ip daddr != @vif-addr drop',

@@ -74,6 +74,7 @@ class Peer {
 
 let c5: Peer;
 let c6: Peer;
+let netvmAgent: Peer;
 let internet: Peer;
 let netvmServices: Peer;
 let c6Services: Peer;
@@ -134,7 +135,8 @@ describe('a netvm enforces its clients\' firewalls', { skip: missing(), concurre
     c6Services = new Peer(NS.c6, 'serve', { tcp: [80], udpEcho: [], dns: [] });
     c5 = new Peer(NS.c5, 'agent');
     c6 = new Peer(NS.c6, 'agent');
-    await Promise.all([internet, netvmServices, c6Services, c5, c6].map((p) => p.ready));
+    netvmAgent = new Peer(NS.netvm, 'agent');
+    await Promise.all([internet, netvmServices, c6Services, c5, c6, netvmAgent].map((p) => p.ready));
 
     const rs = netvmRuleset(firewall(), now());
     await nftApply(NETVM, rs.script, { check: true });
@@ -215,6 +217,15 @@ describe('a netvm enforces its clients\' firewalls', { skip: missing(), concurre
     const r = await tcp('10.137.0.6', 80, 1000);
     assert.equal(r.ok, false);
     assert.equal(c6Services.events.length, seen, 'the other client saw no connection');
+  });
+
+  test('netvm-dials-clients: nothing in the netvm can open a connection to its clients', async () => {
+    await setRules(acceptAll);
+    const seen = c6Services.events.length;
+    const r = await netvmAgent.call('tcp', { host: '10.137.0.6', port: 80 }, 1500);
+    assert.equal(r.ok, false, 'the netvm reached a client');
+    assert.equal(c6Services.events.length, seen, 'the client saw no connection');
+    assert.equal((await tcp(H10, 80)).ok, true, 'replies to what the clients open still reach them');
   });
 
   test('netvm-services: a client cannot reach the netvm itself', async () => {
