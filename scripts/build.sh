@@ -23,7 +23,7 @@ gcc "${HARDENED[@]}" -pie -o dist/libexec/isola-vmm-jail src/native/isola-vmm-ja
 # Static: it runs inside qubes, whatever libc their template has.
 gcc "${HARDENED[@]}" -static-pie -o dist/qube/isola-runas src/native/isola-runas.c
 # The agent, every qube's init: static for the same reason, and small (no Node in an idle qube).
-AGENT_SOURCES=(src/native/agent/{main,conn,control,data,shutdown,setup,spawn,services,users,proto,log}.c)
+AGENT_SOURCES=(src/native/agent/{main,conn,control,data,shutdown,setup,spawn,services,users,proto,log,updates}.c)
 gcc "${HARDENED[@]}" -static-pie -s -o dist/qube/isola-agent "${AGENT_SOURCES[@]}"
 # qrexec-client-vm in C: a call from an hvm qube would otherwise pay seconds of Node start (the .js stays for qvm-copy).
 gcc "${HARDENED[@]}" -static-pie -s -o dist/qube/isola-qrexec-client-vm src/native/qrexec-client-vm/{main,filter}.c src/native/agent/proto.c
