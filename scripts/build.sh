@@ -44,7 +44,7 @@ gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Wall -Wextra 
 BRIDGE_SOURCES=(src/native/vport-bridge/{main,port,relay,log}.c src/native/mux/mux.c)
 gcc "${HARDENED[@]}" -static-pie -s -o dist/qube/isola-vport-bridge "${BRIDGE_SOURCES[@]}"
 
-COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-pause qvm-unpause qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-firewall qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard)
+COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-pause qvm-unpause qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-firewall qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard qubes-vm-update)
 mkdir -p bin
 for cmd in "${COMMANDS[@]}"; do
   case "$cmd" in

@@ -31,7 +31,7 @@ ConnectPort 873
  * Hosts (as the client wrote them) the proxy refuses: Qubes' two (the old proxy address 10.137.255.254
  * and the update qube's own loopback), then the rest of loopback, the qubes' own ranges (10.137 AppVMs,
  * 10.138 disposables, 10.139 virtual DNS), and the spellings getaddrinfo also reads as those addresses
- * (one to three numeric parts, octal and hex parts, IPv6 literals such as [::1] or [::ffff:127.0.0.1]).
+ * (one to three numeric parts, octal and hex parts, every IPv6 literal such as [::1] or [::ffff:127.0.0.1]).
  * A name that resolves to such an address is not caught here (as in Qubes): docs/network.md says so.
  */
 export const UPDATES_BLACKLIST = [
@@ -44,6 +44,6 @@ export const UPDATES_BLACKLIST = [
   '^0',
   '^([0-9]+\\.){0,2}[0-9]+\\.?$',
   '(^|\\.)0[0-9x]',
-  '^\\[',
+  ':', // an IPv6 literal ([::1], [::ffff:127.0.0.1]; tinyproxy drops the brackets): no host name has one
   '',
 ].join('\n');

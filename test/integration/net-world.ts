@@ -60,8 +60,9 @@ http.createServer((req, res) => {
   process.stdout.write('REQ ' + req.socket.remoteAddress + ' ' + req.method + ' ' + JSON.stringify(req.url) + '\n');
   const m = /^\/repo\/([A-Za-z0-9._+\/-]*)$/.exec(req.url || '');
   if (!files || !m) return res.end('hello from ' + req.socket.localAddress + '\n');
-  const rel = m[1];
-  if (rel.split('/').some((p) => p === '..' || p === '.')) { res.statusCode = 400; return res.end(); }
+  const parts = m[1].split('/').filter((p) => p !== '.' && p !== ''); // apt asks a flat repository for ./Packages
+  if (parts.includes('..')) { res.statusCode = 400; return res.end(); }
+  const rel = parts.join('/');
   require('node:fs').readFile(require('node:path').join(files, rel), (err, data) => {
     if (err) { res.statusCode = 404; return res.end('not found\n'); }
     res.end(data);
