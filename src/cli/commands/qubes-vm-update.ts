@@ -218,8 +218,10 @@ export async function run(argv: string[], deps: RunDeps): Promise<number> {
     return 0;
   }
   const byName = new Map(entries.map((q) => [q.name, q]));
+  // On a terminal the redrawn lines go to stderr with their cursor controls (one stream: no interleaving);
+  // elsewhere plain lines on stdout, a log of the run.
   const progress = o.quiet || !o.progress ? undefined : new Progress(chosen.map((q) => q.name), {
-    text: deps.stdout, controls: deps.controls ?? deps.stdout, tty: deps.isTTY, columns: deps.columns,
+    text: deps.isTTY ? deps.stderr : deps.stdout, controls: deps.controls ?? deps.stderr, tty: deps.isTTY, columns: deps.columns,
   });
   const results = await pool(chosen, o.maxConcurrency, async (c) => {
     const r = await updateOne(deps, byName.get(c.name)!, progress);

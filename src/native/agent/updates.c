@@ -154,6 +154,7 @@ int updates_child_exited(pid_t pid, int status) {
   }
   if (!proxy_pid || pid != proxy_pid) return 0;
   proxy_pid = 0;
+  if (shutting_down) return 1; /* stopped by the qube's shutdown: not restarted */
   int64_t now = now_ms();
   if (now - proxy_started_at > 60000) proxy_backoff_ms = 1000; /* it ran a while: not a crash loop */
   agent_log("qubes-updates-proxy: tinyproxy exited (%s %d); restarting in %lld ms", WIFSIGNALED(status) ? "signal" : "status",
