@@ -66,8 +66,10 @@ static void open_listener(void) {
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  /* Qubes' BindToDevice=lo: only loopback traffic, whatever routes a template may get. Needs root. */
-  if (getuid() == 0 && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) != 0) agent_log("updates proxy forwarder: SO_BINDTODEVICE lo: %s", strerror(errno));
+  /* Qubes' BindToDevice=lo, where the qube may (CAP_NET_RAW: an offline sandbox template has it not). Without
+   * it 127.0.0.1 still takes loopback traffic only: the kernel drops 127/8 arriving on any other interface. */
+  if (getuid() == 0 && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) != 0 && errno != EPERM)
+    agent_log("updates proxy forwarder: SO_BINDTODEVICE lo: %s", strerror(errno));
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0) {
     agent_log("updates proxy forwarder: 127.0.0.1:%lu: %s", port, strerror(errno));
