@@ -173,6 +173,17 @@ setTimeout(() => { for (const s of socks) s.destroy(); process.exit(0); }, 8000)
     assert.equal((await run('sys-net', 'echo alive')).stdout, 'alive\n');
   });
 
+  test('tinyproxy killed in sys-net is started again by the agent, and the template updates again', async () => {
+    const pids = async () => (await rootOk('sys-net', 'ps -o pid= -u tinyproxy || true')).trim().split(/\s+/).filter(Boolean);
+    const before = await pids();
+    assert.ok(before.length > 0, 'tinyproxy runs');
+    await rootOk('sys-net', `kill -9 ${before.join(' ')}`); // the test's own qube, by pid
+    let after: string[] = [];
+    for (let i = 0; i < 50 && (after = await pids()).every((p) => before.includes(p)); i++) await sleep(200);
+    assert.ok(after.length > 0 && after.some((p) => !before.includes(p)), `restarted: ${before} -> ${after}`);
+    assert.equal((await run('debian-12', 'apt-get update', { user: 'root' })).code, 0);
+  });
+
   test('a policy that sends the template to a qube without the proxy fails the update cleanly', async () => {
     const file = path.join(policyDir, '30-updates-test.policy');
     writeFileSync(file, 'qubes.UpdatesProxy * @type:TemplateVM @default allow target=sys-firewall\n');
