@@ -74,6 +74,14 @@ describe('Qubes TCP services: a symlink to /dev/tcp/IPV4/PORT', { skip }, () => 
     assert.equal(seen.at(-1), 'hello\n');
   });
 
+  test("an input that ends at once still reaches the service as an EOF (the connect may not be done yet)", async () => {
+    for (let i = 0; i < 20; i++) {
+      const t0 = Date.now();
+      assert.deepEqual(await agent.run('DEFAULT', 'QUBESRPC test.Tcp+ work', ''), { code: 0, out: '', err: '' });
+      assert.ok(Date.now() - t0 < 3000, `call ${i} waited ${Date.now() - t0} ms for an EOF`);
+    }
+  });
+
   test('a port nobody listens on: exit 125 and one line, as a dead socket service', async () => {
     const r = await agent.run('DEFAULT', 'QUBESRPC test.DeadTcp+ work', 'GET / HTTP/1.0\r\n\r\n');
     assert.equal(r.code, 125);

@@ -36,6 +36,7 @@ struct conn {
   int started;
   int socket_service;
   int service_errno; /* a socket service's error met on a write (then its read sees only EOF) */
+  int shut_wr_pending; /* the caller's EOF came while a TCP service's connect was still in progress */
   int in_fd, out_fd, err_fd; /* child's stdin, stdout, stderr (or the service socket twice) */
   int stdin_pending;         /* a STDIN frame in dec.payload, written up to stdin_off */
   size_t stdin_off;

@@ -159,7 +159,32 @@ void data_start(struct conn *c) {
   conn_flush(c);
 }
 
+/* The caller's EOF to a socket service: a half-close, or, while a TCP connect is in progress (ENOTCONN), once
+ * the socket is writable (the connect finished; a failed one leaves its error for the output side to report). */
+static void shut_service_input(struct conn *c) {
+  if (shutdown(c->in_fd, SHUT_WR) != 0 && errno == ENOTCONN && !c->shut_wr_pending) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->in_fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
+      c->shut_wr_pending = 1; /* still connecting: poll for POLLOUT */
+      return;
+    }
+    if (err) c->service_errno = err;
+  }
+  c->shut_wr_pending = 0;
+  close_fd(&c->in_fd);
+}
+
 void data_on_stdin_writable(struct conn *c) {
+  if (c->shut_wr_pending) {
+    c->shut_wr_pending = 0;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->in_fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) c->service_errno = err;
+    else shutdown(c->in_fd, SHUT_WR);
+    close_fd(&c->in_fd);
+    return;
+  }
   while (c->stdin_pending && c->in_fd >= 0) {
     ssize_t w = write(c->in_fd, c->dec.payload + c->stdin_off, c->dec.len - c->stdin_off);
     if (w < 0 && errno == EINTR) continue;
@@ -180,8 +205,8 @@ void data_on_frame(struct conn *c) {
   if (c->exit_sent) return;
   if (c->dec.len == 0) {
     c->dec.accept = ACCEPT_NOTHING;
-    if (c->in_fd >= 0 && c->socket_service) shutdown(c->in_fd, SHUT_WR);
-    close_fd(&c->in_fd);
+    if (c->in_fd >= 0 && c->socket_service) shut_service_input(c);
+    else close_fd(&c->in_fd);
     return;
   }
   if (c->in_fd < 0) return;

@@ -145,7 +145,7 @@ static size_t build_poll_set(void) {
     short ev = c->connecting ? POLLOUT : (short)((conn_wants_read(c) ? POLLIN : 0) | (c->out_len > c->out_off ? POLLOUT : 0));
     n = add(n, c->fd, ev, c, W_SOCKET);
     if (c->kind != CONN_DATA || !c->started || c->exit_sent) continue;
-    if (c->stdin_pending && c->in_fd >= 0) n = add(n, c->in_fd, POLLOUT, c, W_STDIN);
+    if ((c->stdin_pending || c->shut_wr_pending) && c->in_fd >= 0) n = add(n, c->in_fd, POLLOUT, c, W_STDIN);
     if (c->out_len == c->out_off) {
       if (c->out_fd >= 0) n = add(n, c->out_fd, POLLIN, c, W_STDOUT);
       if (c->err_fd >= 0) n = add(n, c->err_fd, POLLIN, c, W_STDERR);
