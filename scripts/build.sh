@@ -23,7 +23,7 @@ gcc "${HARDENED[@]}" -pie -o dist/libexec/isola-vmm-jail src/native/isola-vmm-ja
 # Static: it runs inside qubes, whatever libc their template has.
 gcc "${HARDENED[@]}" -static-pie -o dist/qube/isola-runas src/native/isola-runas.c
 # The agent, every qube's init: static for the same reason, and small (no Node in an idle qube).
-AGENT_SOURCES=(src/native/agent/{main,conn,control,data,shutdown,setup,spawn,services,users,proto,log}.c)
+AGENT_SOURCES=(src/native/agent/{main,conn,control,data,shutdown,setup,spawn,services,users,proto,log,updates}.c)
 gcc "${HARDENED[@]}" -static-pie -s -o dist/qube/isola-agent "${AGENT_SOURCES[@]}"
 # qrexec-client-vm in C: a call from an hvm qube would otherwise pay seconds of Node start (the .js stays for qvm-copy).
 gcc "${HARDENED[@]}" -static-pie -s -o dist/qube/isola-qrexec-client-vm src/native/qrexec-client-vm/{main,filter}.c src/native/agent/proto.c
@@ -44,7 +44,7 @@ gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Wall -Wextra 
 BRIDGE_SOURCES=(src/native/vport-bridge/{main,port,relay,log}.c src/native/mux/mux.c)
 gcc "${HARDENED[@]}" -static-pie -s -o dist/qube/isola-vport-bridge "${BRIDGE_SOURCES[@]}"
 
-COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-pause qvm-unpause qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-firewall qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard)
+COMMANDS=(isolad isola qvm-create qvm-start qvm-shutdown qvm-kill qvm-pause qvm-unpause qvm-run qvm-ls qvm-prefs qubes-prefs qvm-features qvm-tags qvm-firewall qvm-clone qvm-remove qvm-check qvm-volume qvm-template qvm-clipboard qubes-vm-update)
 mkdir -p bin
 for cmd in "${COMMANDS[@]}"; do
   case "$cmd" in

@@ -150,7 +150,7 @@ export async function qrexecClientVm(argv: string[], socketPath = CLIENT_SOCKET)
     process.stdout.write(USAGE + HELP);
     return 0;
   }
-  if (!target || !call || target.startsWith('-')) {
+  if (target === undefined || !call || target.startsWith('-')) { // '' is @default, as in Qubes
     process.stderr.write(USAGE);
     return 2;
   }

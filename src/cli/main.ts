@@ -34,6 +34,7 @@ export const COMMANDS: Record<string, () => CliCommand> = {
   'qvm-volume': () => require('./commands/qvm-volume') as CliCommand,
   'qvm-template': () => require('./commands/qvm-template') as CliCommand,
   'qvm-clipboard': () => require('./commands/qvm-clipboard') as CliCommand,
+  'qubes-vm-update': () => require('./commands/qubes-vm-update') as CliCommand,
 };
 
 export function registerCommand(name: string, command: CliCommand): void {

@@ -38,6 +38,15 @@ export const BUILTIN_SERVICES: Record<string, string> = {
   'qubes.ClipboardPaste': `#!/bin/sh\nexec /bin/sh ${LIB}/isola-clipboard copy\n`,
 };
 
+/**
+ * Service name -> Qubes' TCP service target: a symlink the agent connects to instead of running it.
+ * qubes.UpdatesProxy reaches the update qube's tinyproxy (started there only if it is a netvm, so
+ * elsewhere the call fails with "connection refused"), as Qubes' symlink to /dev/tcp/127.0.0.1/8082.
+ */
+export const BUILTIN_TCP_SERVICES: Record<string, string> = {
+  'qubes.UpdatesProxy': '/dev/tcp/127.0.0.1/8082',
+};
+
 /** Service name -> Qubes' rpc-config text (/usr/lib/isola/rpc-config in the qube; the qube's own /etc/qubes/rpc-config wins). */
 export const BUILTIN_RPC_CONFIG: Record<string, string> = {
   'qubes.VMRootShell': "force-user = 'root'\n",

@@ -25,7 +25,7 @@ import { clipboardHandlers } from './handlers/clipboard-handlers';
 import { firewallHandlers } from './handlers/firewall-handlers';
 import { FirewallExpiry } from './firewall-expiry';
 import { GlobalClipboard } from './clipboard';
-import { BUILTIN_RPC_CONFIG, BUILTIN_SCRIPTS, BUILTIN_SERVICES } from './builtin-services';
+import { BUILTIN_RPC_CONFIG, BUILTIN_SCRIPTS, BUILTIN_SERVICES, BUILTIN_TCP_SERVICES } from './builtin-services';
 import { Lifecycle } from './lifecycle';
 import { BackendRegistry } from './backend-registry';
 import { stderrLogger, type Logger } from './logger';
@@ -95,10 +95,18 @@ async function prepareDirs(cfg: DaemonConfig): Promise<void> {
   const rpc = path.join(cfg.libDir, 'qubes-rpc');
   await fs.mkdir(rpc, { recursive: true, mode: 0o755 });
   for (const [service, script] of Object.entries(BUILTIN_SERVICES)) await writeScript(path.join(rpc, service), script);
+  for (const [service, target] of Object.entries(BUILTIN_TCP_SERVICES)) await writeSymlink(path.join(rpc, service), target);
   for (const [name, script] of Object.entries(BUILTIN_SCRIPTS)) await writeScript(path.join(cfg.libDir, name), script);
   const rpcConfig = path.join(cfg.libDir, 'rpc-config');
   await fs.mkdir(rpcConfig, { recursive: true, mode: 0o755 });
   for (const [service, text] of Object.entries(BUILTIN_RPC_CONFIG)) await writeScript(path.join(rpcConfig, service), text);
+}
+
+async function writeSymlink(file: string, target: string): Promise<void> {
+  const tmp = `${file}.${process.pid}`;
+  await fs.rm(tmp, { force: true });
+  await fs.symlink(target, tmp);
+  await fs.rename(tmp, file);
 }
 
 async function writeScript(file: string, text: string): Promise<void> {

@@ -7,6 +7,7 @@ import type { QubeLaunch } from '../core/backend';
 import { QubesError } from '../core/errors';
 import { memoryProblem } from '../core/properties';
 import type { QubeRecord } from '../core/qube';
+import { enabledAgentServices, qubesVmType } from '../core/qube-services';
 import type { IdRange, StartedVolumes } from '../core/volumes';
 import type { Collection } from './collection';
 import type { DaemonConfig } from './config';
@@ -28,6 +29,7 @@ export function buildLaunch(cfg: DaemonConfig, col: Collection, q: QubeRecord, v
   const problem = memoryProblem(q, col.world());
   if (problem) throw new QubesError('QubesValueError', `${q.name}: ${problem}`);
   const kernel = col.prop(q, 'kernel');
+  const vmType = qubesVmType(q, (x, p) => col.prop(x, p));
   return {
     runtimeId: runtimeId(q),
     name: q.name,
@@ -45,6 +47,9 @@ export function buildLaunch(cfg: DaemonConfig, col: Collection, q: QubeRecord, v
     agentEnv: {
       ISOLA_QUBE_NAME: q.name,
       ISOLA_DEFAULT_USER: String(col.prop(q, 'default_user')),
+      // Qubes' qubesdb /qubes-vm-type and /qubes-service/*: which of its own services the agent starts.
+      ISOLA_VM_TYPE: vmType,
+      ISOLA_SERVICES: enabledAgentServices(q, vmType).join(' '),
       // Qubes' `dns` property: the virtual servers its netvm forwards (none offline).
       ...(typeof col.prop(q, 'dns') === 'string' ? { ISOLA_DNS: String(col.prop(q, 'dns')) } : {}),
     },

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { valueError } from '../core/errors';
+import { TINYPROXY_UPDATES_CONF, UPDATES_BLACKLIST } from './updates-proxy-files';
 
 /** Bump whenever the build (hooks, mmdebstrap options) changes in a way the recipe does not show. */
 export const TEMPLATE_FORMAT_VERSION = 1;
@@ -28,7 +29,8 @@ export const KNOWN_TEMPLATES: readonly KnownTemplate[] = [
     description: 'Debian 12 (bookworm), small but usable: sudo, procps, iproute2, ping, less, nano',
     suite: 'bookworm',
     variant: 'minbase',
-    packages: ['nodejs', 'sudo', 'procps', 'ca-certificates', 'iproute2', 'iputils-ping', 'less', 'nano'],
+    // tinyproxy: the updates proxy a netvm based on it runs for the templates (docs/network.md).
+    packages: ['nodejs', 'sudo', 'procps', 'ca-certificates', 'iproute2', 'iputils-ping', 'less', 'nano', 'tinyproxy'],
   },
   {
     name: 'debian-12-minimal',
@@ -150,11 +152,19 @@ export function customizeScript(recipe: TemplateRecipe): string {
     `printf '127.0.0.1\\tlocalhost\\n127.0.1.1\\t%s\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n' '${recipe.name}' > "$root/etc/hosts"`,
     'touch "$root/etc/resolv.conf"',
     'chmod 0644 "$root/etc/hostname" "$root/etc/hosts" "$root/etc/resolv.conf"',
+    // Qubes' updates proxy configuration, used only where tinyproxy is installed (a netvm's template).
+    'if [ -d "$root/etc/tinyproxy" ]; then',
+    `  printf '%s' ${shellQuote(TINYPROXY_UPDATES_CONF)} > "$root/etc/tinyproxy/tinyproxy-updates.conf"`,
+    `  printf '%s' ${shellQuote(UPDATES_BLACKLIST)} > "$root/etc/tinyproxy/updates-blacklist"`,
+    '  chmod 0644 "$root/etc/tinyproxy/tinyproxy-updates.conf" "$root/etc/tinyproxy/updates-blacklist"',
+    'fi',
     'rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb',
     // The builder skips mmdebstrap's /run cleanup so that /run/isola survives; do the rest of it here.
     'find "$root/run" -mindepth 1 -maxdepth 1 ! -name lock ! -name isola -exec rm -rf {} +',
   ].join('\n');
 }
+
+const shellQuote = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`;
 
 /** sha256 over everything that decides the tarball's content; package order does not matter. */
 export function templateKey(recipe: TemplateRecipe): string {

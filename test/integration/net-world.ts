@@ -55,8 +55,20 @@ function releaseLock(): void {
 /** A tiny DNS server and an HTTP server on every address, run inside the namespace as one node process. */
 const SERVERS = String.raw`
 const dgram = require('node:dgram'), http = require('node:http');
-const names = JSON.parse(process.argv[1]);
-http.createServer((req, res) => res.end('hello from ' + req.socket.localAddress + '\n')).listen(80, '0.0.0.0');
+const names = JSON.parse(process.argv[1]), files = process.argv[2] || '';
+// With a directory, /repo/... serves its files (a test's apt repository); each request is logged on stdout.
+http.createServer((req, res) => {
+  process.stdout.write('REQ ' + req.socket.remoteAddress + ' ' + req.method + ' ' + JSON.stringify(req.url) + '\n');
+  const m = /^\/repo\/([A-Za-z0-9._+\/-]*)$/.exec(req.url || '');
+  if (!files || !m) return res.end('hello from ' + req.socket.localAddress + '\n');
+  const parts = m[1].split('/').filter((p) => p !== '.' && p !== ''); // apt asks a flat repository for ./Packages
+  if (parts.includes('..')) { res.statusCode = 400; return res.end(); }
+  const rel = parts.join('/');
+  require('node:fs').readFile(require('node:path').join(files, rel), (err, data) => {
+    if (err) { res.statusCode = 404; return res.end('not found\n'); }
+    res.end(data);
+  });
+}).listen(80, '0.0.0.0');
 // A sink for throughput: counts what it got and answers the count when the sender is done.
 require('node:net').createServer((s) => { let n = 0; s.on('data', (d) => (n += d.length)); s.on('end', () => s.end(String(n))); }).listen(9000, '0.0.0.0');
 const dns = dgram.createSocket('udp4');
@@ -85,19 +97,24 @@ export class TestInternet {
   readonly hostIp = '198.51.100.1';
   /** Test hosts that answer HTTP on port 80 (and count bytes sent to port 9000). */
   readonly hosts = ['198.51.100.10', '198.51.100.20', '203.0.113.10', '203.0.113.20'];
+  /** `METHOD "URL"` of each HTTP request the test hosts got, with the client's address first. */
+  readonly requests: string[] = [];
   private servers?: ChildProcess;
 
-  private constructor(tag: string, private readonly names: Record<string, string>) {
+  private constructor(tag: string, private readonly names: Record<string, string>, private readonly files: string) {
     this.ns = `isolatest-${tag}`;
     this.hostIf = `itn${tag}`;
   }
 
-  /** names: DNS names the test DNS server answers (`deb.test` → `198.51.100.10`). */
-  static async create(names: Record<string, string> = {}): Promise<TestInternet> {
+  /**
+   * names: DNS names the test DNS server answers (`deb.test` → `198.51.100.10`); files: a directory
+   * every test host serves under /repo/ (an apt repository, say).
+   */
+  static async create(names: Record<string, string> = {}, files = ''): Promise<TestInternet> {
     await takeLock();
     // A run of an older tree takes no lock: wait until its addresses are gone too.
     for (const until = Date.now() + 20 * 60_000; hostHas('198.51.100.1') && Date.now() < until; ) await new Promise((r) => setTimeout(r, 1000));
-    const t = new TestInternet(randomBytes(3).toString('hex'), names);
+    const t = new TestInternet(randomBytes(3).toString('hex'), names, files);
     try {
       await t.setup();
     } catch (e) {
@@ -125,13 +142,22 @@ export class TestInternet {
     // From the host, these addresses only lead into the test's namespace. Only these: the rest of
     // 203.0.113.0/24 may be the machine's own (this one's Debian mirror is 203.0.113.80, in /etc/hosts).
     for (const a of FAR_HOSTS) this.ip(['route', 'add', `${a}/32`, 'via', '198.51.100.2', 'dev', this.hostIf]);
-    const child = spawn('ip', ['netns', 'exec', this.ns, process.execPath, '-e', SERVERS, JSON.stringify(this.names)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', this.ns, process.execPath, '-e', SERVERS, JSON.stringify(this.names), this.files], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.servers = child;
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`test servers did not start: ${err}`)), 10_000);
-      child.stdout!.once('data', () => (clearTimeout(timer), resolve()));
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const lines = out.split('\n');
+        out = lines.pop()!;
+        for (const l of lines) {
+          if (l === 'ready') clearTimeout(timer), resolve();
+          else if (l.startsWith('REQ ')) this.requests.push(l.slice(4));
+        }
+      });
       child.once('exit', () => (clearTimeout(timer), reject(new Error(`test servers exited: ${err}`))));
     });
   }

@@ -20,10 +20,10 @@ const W = world(
     'admin.vm.CurrentState work': 'mem=307200 mem_static_max=4096000 cputime=0 power_state=Running',
     'admin.vm.volume.List work': 'root\nprivate\nvolatile\n',
     'admin.vm.volume.List vault': 'root\nprivate\nvolatile\n',
-    'admin.vm.volume.Info work root': info(10240, 0),
+    'admin.vm.volume.Info work root': `${info(10240, 0)}is_outdated=True\n`,
     'admin.vm.volume.Info work private': info(2048, 512),
     'admin.vm.volume.Info work volatile': info(10240, 20),
-    'admin.vm.volume.Info vault root': info(10240, 0),
+    'admin.vm.volume.Info vault root': `${info(10240, 0)}is_outdated=False\n`,
     'admin.vm.volume.Info vault private': info(2048, 2047, 'fast'),
     'admin.vm.volume.Info vault volatile': info(10240, 0),
     'admin.vm.property.GetAll sys-net': 'gateway default=True type=str 10.137.0.1\n',
@@ -111,10 +111,20 @@ describe('qvm-ls computed columns', () => {
     const r = await ls(['--help-columns']);
     assert.equal(r.code, 0);
     const heads = r.stdout.split('\n').filter((l) => /^ {2}\S/.test(l)).map((l) => l.trim().split(/\s+/)[0]);
-    assert.deepEqual(heads, ['CLASS', 'DISK', 'FLAGS', 'GATEWAY', 'MEMORY', 'PRIV-CURR', 'PRIV-MAX', 'PRIV-POOL', 'PRIV-USED', 'ROOT-CURR', 'ROOT-MAX', 'ROOT-POOL', 'ROOT-USED', 'STATE']);
+    assert.deepEqual(heads, ['CLASS', 'DISK', 'FLAGS', 'GATEWAY', 'MEMORY', 'OUTDATED', 'PRIV-CURR', 'PRIV-MAX', 'PRIV-POOL', 'PRIV-USED', 'ROOT-CURR', 'ROOT-MAX', 'ROOT-POOL', 'ROOT-USED', 'STATE']);
     assert.ok(r.stdout.startsWith('Available columns:\n  CLASS      '));
     for (const l of r.stdout.split('\n')) assert.ok(l.length <= 80, l);
     assert.match(r.stdout, /\n {15}\S/, 'continuation lines are indented by the widest head + 6');
+  });
+
+  it("OUTDATED: `outdated` where the root volume says is_outdated=True; FLAGS keeps Qubes' 8 letters", async () => {
+    const r = await ls(['-O', 'name,outdated,flags', '--raw-data']);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = new Map(r.stdout.trim().split('\n').map((l) => [l.split('|')[0], l.split('|').slice(1)]));
+    assert.equal(rows.get('work')?.[0], 'outdated');
+    assert.equal(rows.get('vault')?.[0], '-');
+    assert.equal(rows.get('dom0')?.[0], '-', 'dom0 has no volumes');
+    for (const [, [, flags]] of rows) assert.equal(flags.length, 8, flags);
   });
 
   it('--spinner and --no-spinner are accepted', async () => {

@@ -4,6 +4,7 @@
 // side is hostile in some: oversized, truncated and garbage frames end the call with an error, never a hang.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -165,6 +166,18 @@ for (const impl of IMPLEMENTATIONS) {
       assert.equal(long.err, 'qrexec-client-vm: target or service name too long\n');
     });
 
+    test("an empty TARGET is Qubes' @default (qrexec-client-vm '' qubes.UpdatesProxy): sent as ''", async () => {
+      let seen: { target: string } | undefined;
+      script = async (c) => {
+        seen = await c.handshake();
+        c.send(MSG_SERVICE_REFUSED, Buffer.alloc(32));
+        c.sock.end();
+      };
+      const r = await call(['', 'qubes.UpdatesProxy']);
+      assert.equal(r.code, 126, r.err);
+      assert.equal(seen?.target, '');
+    });
+
     test('no isolad on the socket: 125 and one line', async () => {
       const r = await call(['work', 'qubes.Foo'], '', { ISOLA_CLIENT_SOCKET: path.join(dir, 'missing.sock') });
       assert.equal(r.code, 125);
@@ -317,3 +330,33 @@ for (const impl of IMPLEMENTATIONS) {
     });
   });
 }
+
+describe('qrexec-client-vm --use-stdin-socket (C): the socket on stdin carries the service\'s output too', { skip: !existsSync(C_BINARY) && 'build it first (scripts/build.sh)' }, () => {
+  test("the caller's bytes go to the service, its output comes back on the same socket, then a half-close", async () => {
+    script = async (c) => {
+      await c.handshake();
+      c.connect();
+      const got = await c.readStdin();
+      c.send(MSG_DATA_STDOUT, Buffer.from(got.toString().toUpperCase()));
+      c.send(MSG_DATA_STDOUT);
+      c.exit(0);
+    };
+    const listener = net.createServer();
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    const accepted = new Promise<net.Socket>((r) => listener.once('connection', r));
+    const ours = net.connect((listener.address() as net.AddressInfo).port, '127.0.0.1');
+    const theirs = await accepted;
+    const child = spawn(C_BINARY, ['--use-stdin-socket', '', 'qubes.UpdatesProxy'], { env: { ...process.env, ISOLA_CLIENT_SOCKET: socketPath }, stdio: [theirs, 'ignore', 'pipe'] });
+    theirs.destroy(); // the child holds its own copy
+    let back = '';
+    ours.on('data', (d: Buffer) => (back += d.toString()));
+    const ended = new Promise((r) => ours.once('end', r));
+    ours.end('get /\r\n');
+    const code = await new Promise((r) => child.once('close', r));
+    await ended;
+    listener.close();
+    assert.equal(code, 0);
+    assert.equal(back, 'GET /\r\n');
+  });
+});
+

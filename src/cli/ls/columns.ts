@@ -104,6 +104,13 @@ export const COMPUTED: readonly Column[] = [
   ...volumeColumns('PRIV', 'private', 'private (/home, /usr/local)'),
   ...volumeColumns('ROOT', 'root', 'root (/usr, /etc, …)'),
   {
+    // Not a 9th FLAGS letter: Qubes' FLAGS are 8 characters that scripts cut by position (docs/cli.md).
+    head: 'OUTDATED', needs: { volumes: ['root'] },
+    value: (q) => (q.volumes?.get('root')?.get('is_outdated') === 'True' ? 'outdated' : undefined),
+    doc: "`outdated` for a running qube whose template's root was committed after it started (admin.vm.volume.Info " +
+      'is_outdated): it sees the update only after a restart.',
+  },
+  {
     head: 'FLAGS', needs: { props: true }, value: formatFlags,
     doc: 'Type letter (0 AdminVM, a AppVM, d DispVM, s StandaloneVM, t TemplateVM; uppercase for hvm), power state ' +
       'letter (r running, t transient, p paused, s suspended, h halting, d dying, c crashed, - halted), then U updateable, ' +

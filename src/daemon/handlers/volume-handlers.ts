@@ -3,6 +3,7 @@
 
 import type { AdminMethod } from '../../core/admin-methods';
 import { QubesError, valueError } from '../../core/errors';
+import { isOutdated } from '../../core/outdated';
 import { parseInteger } from '../../core/property-types';
 import type { QubeRecord } from '../../core/qube';
 import { volumeLayout, type VolumeKind } from '../../core/volumes';
@@ -33,7 +34,7 @@ export function volumeHandlers(d: HandlerDeps): Partial<Record<AdminMethod, Hand
       const vols = d.lifecycle.volumesOf(q);
       const u = await d.pool.usage(vols, k.name);
       const rt = col.store.runtimes().find((x) => x.qid === q.qid);
-      const outdated = k.snapOnStart && rt && rt.rootRevision !== '' && rt.rootRevision !== u.current;
+      const outdated = isOutdated({ snapOnStart: k.snapOnStart && k.name === 'root', startedFrom: rt?.rootRevision, templateCurrent: u.current });
       const source = k.snapOnStart && vols.sourceUuid ? `${vols.sourceUuid}/${k.name}` : '';
       return [
         `pool=${r.pool}`, `vid=${q.uuid}/${k.name}`, `size=${r.size}`, `usage=${u.usage}`, `rw=${k.rw ? 'True' : 'False'}`,

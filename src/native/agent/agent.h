@@ -35,6 +35,8 @@ struct conn {
   char *command;
   int started;
   int socket_service;
+  int service_errno; /* a socket service's error met on a write (then its read sees only EOF) */
+  int shut_wr_pending; /* the caller's EOF came while a TCP service's connect was still in progress */
   int in_fd, out_fd, err_fd; /* child's stdin, stdout, stderr (or the service socket twice) */
   int stdin_pending;         /* a STDIN frame in dec.payload, written up to stdin_off */
   size_t stdin_off;
@@ -96,6 +98,16 @@ void track_group(pid_t pgid);
 void start_shutdown(unsigned timeout_sec, const char *why);
 void shutdown_tick(int64_t now);
 int64_t shutdown_next_timer(void);
+
+/* updates.c */
+int service_enabled(const char *list, const char *name);
+void updates_init(const char *services);
+int updates_listen_fd(void);
+void updates_on_accept(void);
+int updates_child_exited(pid_t pid, int status);
+void updates_tick(int64_t now);
+int64_t updates_next_timer(void);
+void ensure_apt_proxy_conf(int enabled, const char *file);
 
 /* setup.c */
 void install_tool_wrappers(const char *lib_dir, const char *bin_dir);

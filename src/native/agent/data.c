@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -96,6 +97,31 @@ static void start_socket_service(struct conn *c, struct launch *l) {
   }
 }
 
+/* Qubes' /dev/tcp service: a non-blocking connect, relayed like a socket service once it completes
+ * (writes wait for POLLOUT, a refused connect is the first read's error, reported as below). */
+static void start_tcp_service(struct conn *c, struct launch *l) {
+  struct sockaddr_in sa;
+  int fd = -1, e = 0;
+  if (parse_dev_tcp(l->path, &sa) != 0) e = EINVAL;
+  else if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) e = errno;
+  else if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) e = errno;
+  if (e) {
+    if (fd >= 0) close(fd);
+    agent_log("tcp service %s: %s", l->path, strerror(e));
+    char msg[MAX_PATH_LEN + 100];
+    snprintf(msg, sizeof msg, "cannot connect to service socket: %s", strerror(e));
+    fail(c, msg, EXIT_QREXEC_PROBLEM);
+    return;
+  }
+  c->socket_service = 1;
+  c->in_fd = fd;
+  c->out_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (c->out_fd < 0) {
+    close_fd(&c->in_fd);
+    fail(c, "cannot connect to service socket: out of descriptors", EXIT_QREXEC_PROBLEM);
+  }
+}
+
 void data_start(struct conn *c) {
   c->started = 1;
   struct launch *l = &launch;
@@ -104,8 +130,9 @@ void data_start(struct conn *c) {
     fail(c, l->error, l->exit_code);
     return;
   }
-  if (l->kind == LAUNCH_SOCKET) {
-    start_socket_service(c, l);
+  if (l->kind == LAUNCH_SOCKET || l->kind == LAUNCH_TCP) {
+    if (l->kind == LAUNCH_SOCKET) start_socket_service(c, l);
+    else start_tcp_service(c, l);
     conn_flush(c);
     return;
   }
@@ -132,13 +159,39 @@ void data_start(struct conn *c) {
   conn_flush(c);
 }
 
+/* The caller's EOF to a socket service: a half-close, or, while a TCP connect is in progress (ENOTCONN), once
+ * the socket is writable (the connect finished; a failed one leaves its error for the output side to report). */
+static void shut_service_input(struct conn *c) {
+  if (shutdown(c->in_fd, SHUT_WR) != 0 && errno == ENOTCONN && !c->shut_wr_pending) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->in_fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
+      c->shut_wr_pending = 1; /* still connecting: poll for POLLOUT */
+      return;
+    }
+    if (err) c->service_errno = err;
+  }
+  c->shut_wr_pending = 0;
+  close_fd(&c->in_fd);
+}
+
 void data_on_stdin_writable(struct conn *c) {
+  if (c->shut_wr_pending) {
+    c->shut_wr_pending = 0;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->in_fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) c->service_errno = err;
+    else shutdown(c->in_fd, SHUT_WR);
+    close_fd(&c->in_fd);
+    return;
+  }
   while (c->stdin_pending && c->in_fd >= 0) {
     ssize_t w = write(c->in_fd, c->dec.payload + c->stdin_off, c->dec.len - c->stdin_off);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && errno == EAGAIN) return;
     if (w < 0) {
       /* The command closed its stdin (or died): later input has nowhere to go, but keep reading. */
+      if (c->socket_service && errno != EPIPE) c->service_errno = errno; /* e.g. a refused connect */
       close_fd(&c->in_fd);
       break;
     }
@@ -152,8 +205,8 @@ void data_on_frame(struct conn *c) {
   if (c->exit_sent) return;
   if (c->dec.len == 0) {
     c->dec.accept = ACCEPT_NOTHING;
-    if (c->in_fd >= 0 && c->socket_service) shutdown(c->in_fd, SHUT_WR);
-    close_fd(&c->in_fd);
+    if (c->in_fd >= 0 && c->socket_service) shut_service_input(c);
+    else close_fd(&c->in_fd);
     return;
   }
   if (c->in_fd < 0) return;
@@ -176,7 +229,7 @@ void data_on_output(struct conn *c, int is_stderr) {
     conn_flush(c);
     return;
   }
-  int e = r < 0 ? errno : 0;
+  int e = r < 0 ? errno : c->socket_service ? c->service_errno : 0;
   close_fd(fd);
   if (is_stderr) {
     data_progress(c);

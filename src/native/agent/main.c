@@ -104,7 +104,9 @@ static int valid_qube_name(const char *s) {
 static void reap(void) {
   int status;
   pid_t pid;
-  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) data_child_exited(pid, status);
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (!updates_child_exited(pid, status)) data_child_exited(pid, status);
+  }
 }
 
 static void on_signals(void) {
@@ -121,9 +123,9 @@ static void on_signals(void) {
   if (chld) reap();
 }
 
-enum { W_SOCKET, W_STDIN, W_STDOUT, W_STDERR };
-static struct pollfd pfds[1 + 4 * MAX_CONNS];
-static struct { struct conn *c; int what; } slots[1 + 4 * MAX_CONNS];
+enum { W_SOCKET, W_STDIN, W_STDOUT, W_STDERR, W_UPDATES };
+static struct pollfd pfds[2 + 4 * MAX_CONNS];
+static struct { struct conn *c; int what; } slots[2 + 4 * MAX_CONNS];
 
 static size_t add(size_t n, int fd, short events, struct conn *c, int what) {
   pfds[n].fd = fd;
@@ -136,13 +138,14 @@ static size_t add(size_t n, int fd, short events, struct conn *c, int what) {
 
 static size_t build_poll_set(void) {
   size_t n = add(0, sig_pipe[0], POLLIN, NULL, 0);
+  if (updates_listen_fd() >= 0) n = add(n, updates_listen_fd(), POLLIN, NULL, W_UPDATES);
   for (size_t i = 0; i < nconns; i++) {
     struct conn *c = conns[i];
     if (c->dead) continue;
     short ev = c->connecting ? POLLOUT : (short)((conn_wants_read(c) ? POLLIN : 0) | (c->out_len > c->out_off ? POLLOUT : 0));
     n = add(n, c->fd, ev, c, W_SOCKET);
     if (c->kind != CONN_DATA || !c->started || c->exit_sent) continue;
-    if (c->stdin_pending && c->in_fd >= 0) n = add(n, c->in_fd, POLLOUT, c, W_STDIN);
+    if ((c->stdin_pending || c->shut_wr_pending) && c->in_fd >= 0) n = add(n, c->in_fd, POLLOUT, c, W_STDIN);
     if (c->out_len == c->out_off) {
       if (c->out_fd >= 0) n = add(n, c->out_fd, POLLIN, c, W_STDOUT);
       if (c->err_fd >= 0) n = add(n, c->err_fd, POLLIN, c, W_STDERR);
@@ -177,8 +180,8 @@ static void on_socket_event(struct conn *c, short re) {
 
 static int64_t next_timeout(int64_t now) {
   int64_t t = -1;
-  int64_t cand[2] = {control_next_timer(), shutdown_next_timer()};
-  for (int i = 0; i < 2; i++) {
+  int64_t cand[3] = {control_next_timer(), shutdown_next_timer(), updates_next_timer()};
+  for (int i = 0; i < 3; i++) {
     if (cand[i] >= 0 && (t < 0 || cand[i] < t)) t = cand[i];
   }
   for (size_t i = 0; i < nconns; i++) {
@@ -194,6 +197,7 @@ static void run(void) {
     int64_t now = now_ms();
     control_tick(now);
     shutdown_tick(now);
+    updates_tick(now);
     for (size_t i = 0; i < nconns; i++) {
       struct conn *c = conns[i];
       if (!c->dead && c->deadline && now >= c->deadline && (c->lingering || !c->hello_seen)) conn_timeout(c);
@@ -212,6 +216,10 @@ static void run(void) {
     for (size_t i = 1; i < n && r > 0; i++) {
       short re = pfds[i].revents;
       struct conn *c = slots[i].c;
+      if (re && slots[i].what == W_UPDATES) {
+        updates_on_accept();
+        continue;
+      }
       if (!re || c->dead) continue;
       switch (slots[i].what) {
         case W_SOCKET: on_socket_event(c, re); break;
@@ -235,6 +243,10 @@ int main(int argc, char **argv) {
     ensure_resolv_conf(argv[2], argv[3]);
     return 0;
   }
+  if (argc == 4 && strcmp(argv[1], "--apt-proxy-conf") == 0) {
+    ensure_apt_proxy_conf(strcmp(argv[2], "on") == 0, argv[3]);
+    return 0;
+  }
   if (argc == 4 && strcmp(argv[1], "--install-tools") == 0) {
     install_tool_wrappers(argv[2], argv[3]);
     return 0;
@@ -251,7 +263,9 @@ int main(int argc, char **argv) {
     ensure_hosts_entry(qube, "/etc/hosts");
     const char *dns = getenv("ISOLA_DNS");
     if (dns && *dns) ensure_resolv_conf(dns, "/etc/resolv.conf");
+    ensure_apt_proxy_conf(service_enabled(getenv("ISOLA_SERVICES"), "updates-proxy-setup"), "/etc/apt/apt.conf.d/01qubes-proxy");
   }
+  updates_init(getenv("ISOLA_SERVICES"));
   run();
   return 0;
 }

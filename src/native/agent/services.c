@@ -4,9 +4,12 @@
 #include "services.h"
 #include "proto.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -152,8 +155,46 @@ void search_path_init(struct search_path *p, const char *env_value, const char *
   for (; defaults[p->n] && p->n < MAX_SEARCH_DIRS; p->n++) snprintf(p->dirs[p->n], MAX_PATH_LEN, "%s", defaults[p->n]);
 }
 
-static enum found_kind usable(const char *path) {
+int parse_dev_tcp(const char *target, struct sockaddr_in *out) {
+  static const char prefix[] = "/dev/tcp/";
+  if (strncmp(target, prefix, sizeof prefix - 1) != 0) return -1;
+  const char *host = target + sizeof prefix - 1;
+  const char *slash = strchr(host, '/');
+  if (!slash || slash == host || (size_t)(slash - host) > 15) return -1;
+  char ip[16];
+  memcpy(ip, host, (size_t)(slash - host));
+  ip[slash - host] = '\0';
+  const char *port = slash + 1;
+  size_t plen = strlen(port);
+  if (plen < 1 || plen > 5 || strspn(port, "0123456789") != plen || port[0] == '0') return -1;
+  unsigned long p = strtoul(port, NULL, 10);
+  memset(out, 0, sizeof *out);
+  /* inet_pton takes only the dotted quad (no 127.1, octal or hex forms) */
+  if (p > 65535 || inet_pton(AF_INET, ip, &out->sin_addr) != 1) return -1;
+  out->sin_family = AF_INET;
+  out->sin_port = htons((uint16_t)p);
+  return 0;
+}
+
+/* A symlink to /dev/tcp/...: FOUND_TCP with the target in path; a broken one is no service. */
+static enum found_kind tcp_link(char *path, size_t pathlen) {
+  char target[64];
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n <= 0 || (size_t)n >= pathlen) return FOUND_NONE;
+  target[n] = '\0';
+  struct sockaddr_in sa;
+  if (parse_dev_tcp(target, &sa) != 0) return FOUND_NONE;
+  memcpy(path, target, (size_t)n + 1);
+  return FOUND_TCP;
+}
+
+static enum found_kind usable(char *path, size_t pathlen) {
   struct stat st;
+  if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+    char target[16];
+    ssize_t n = readlink(path, target, sizeof target);
+    if (n >= 9 && memcmp(target, "/dev/tcp/", 9) == 0) return tcp_link(path, pathlen);
+  }
   if (stat(path, &st) != 0) return FOUND_NONE;
   if (S_ISSOCK(st.st_mode)) return FOUND_SOCKET;
   if (access(path, X_OK) != 0) return FOUND_NONE;
@@ -166,13 +207,13 @@ enum found_kind find_service(const struct search_path *p, const struct service_r
     if (r->argument[0]) {
       len = snprintf(path, pathlen, "%s/%s+%s", p->dirs[i], r->service, r->argument);
       if (len > 0 && (size_t)len < pathlen) {
-        enum found_kind k = usable(path);
+        enum found_kind k = usable(path, pathlen);
         if (k != FOUND_NONE) return k;
       }
     }
     len = snprintf(path, pathlen, "%s/%s", p->dirs[i], r->service);
     if (len > 0 && (size_t)len < pathlen) {
-      enum found_kind k = usable(path);
+      enum found_kind k = usable(path, pathlen);
       if (k != FOUND_NONE) return k;
     }
   }

@@ -29,7 +29,12 @@ struct search_path {
 };
 void search_path_init(struct search_path *p, const char *env_value, const char *const *defaults);
 
-enum found_kind { FOUND_NONE, FOUND_PROGRAM, FOUND_SOCKET };
+/* FOUND_TCP: Qubes' TCP service, a symlink to /dev/tcp/IPV4/PORT; find_service leaves the link's
+ * target in path (qubes.UpdatesProxy in a netvm is one, to tinyproxy's 127.0.0.1:8082). */
+enum found_kind { FOUND_NONE, FOUND_PROGRAM, FOUND_SOCKET, FOUND_TCP };
+struct sockaddr_in;
+/* Pure: 0 and the address for exactly `/dev/tcp/A.B.C.D/PORT` (PORT 1..65535, decimal), else -1. */
+int parse_dev_tcp(const char *target, struct sockaddr_in *out);
 enum found_kind find_service(const struct search_path *p, const struct service_request *r, char *path, size_t pathlen);
 /* The first config file of the service (SERVICE+ARG before SERVICE, per directory): 0 or -1 with err. */
 int service_config(const struct search_path *p, const struct service_request *r, char *force_user, size_t fu_len, char *err, size_t errlen);

@@ -42,6 +42,10 @@ void prepare_launch(const struct spawn_paths *paths, const char *user_name, cons
       snprintf(l->error, sizeof l->error, "service %s+%s does not exist in this qube", req.service, req.argument);
       return;
     }
+    if (k == FOUND_TCP) {
+      l->kind = LAUNCH_TCP; /* Qubes sends no descriptor to a TCP service: it gets the caller's bytes only */
+      return;
+    }
     if (k == FOUND_SOCKET) {
       l->kind = LAUNCH_SOCKET;
       int n = snprintf(l->descriptor, sizeof l->descriptor, "%s+%s %s", req.service, req.argument, req.source);
@@ -124,7 +128,10 @@ static void child(struct launch *l, int with_stdio, const int *in, const int *ou
   /* Own session and process group: shutdown and a lost data connection signal the command and
    * everything it started. */
   setsid();
-  if (with_stdio) {
+  if (with_stdio == 2) {
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0 || dup2(in[0], 0) < 0 || dup2(in[0], 1) < 0 || dup2(null, 2) < 0) report_and_exit(report_fd, 2);
+  } else if (with_stdio) {
     if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) report_and_exit(report_fd, 2);
   } else {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -155,11 +162,12 @@ static void close_pair(int *p) {
   p[0] = p[1] = -1;
 }
 
-pid_t start_launch(struct launch *l, int with_stdio, struct child_stdio *io, char *err, size_t errlen) {
+/* with_stdio: 0 /dev/null, 1 pipes (ours in io), 2 `sock` as stdin and stdout. */
+static pid_t launch(struct launch *l, int with_stdio, int sock, struct child_stdio *io, char *err, size_t errlen) {
   int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1};
   io->in = io->out = io->err = -1;
   if (pipe2(rep, O_CLOEXEC) != 0 ||
-      (with_stdio && (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0))) {
+      (with_stdio == 1 && (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0))) {
     snprintf(err, errlen, "cannot start command: pipe: %s", strerror(errno));
     close_pair(in), close_pair(out), close_pair(errp), close_pair(rep);
     return -1;
@@ -170,6 +178,7 @@ pid_t start_launch(struct launch *l, int with_stdio, struct child_stdio *io, cha
   pid_t pid = fork();
   if (pid == 0) {
     close(rep[0]);
+    if (with_stdio == 2) in[0] = sock;
     child(l, with_stdio, in, out, errp, rep[1]);
   }
   int fork_errno = errno;
@@ -181,7 +190,7 @@ pid_t start_launch(struct launch *l, int with_stdio, struct child_stdio *io, cha
     close_pair(in), close_pair(out), close_pair(errp);
     return -1;
   }
-  if (with_stdio) {
+  if (with_stdio == 1) {
     close(in[0]), close(out[1]), close(errp[1]);
     io->in = in[1];
     io->out = out[0];
@@ -202,4 +211,13 @@ pid_t start_launch(struct launch *l, int with_stdio, struct child_stdio *io, cha
     else snprintf(err, errlen, "cannot start command: %s: %s", l->path, strerror(r.err));
   }
   return pid;
+}
+
+pid_t start_launch(struct launch *l, int with_stdio, struct child_stdio *io, char *err, size_t errlen) {
+  return launch(l, with_stdio ? 1 : 0, -1, io, err, errlen);
+}
+
+pid_t start_launch_on_socket(struct launch *l, int sock, char *err, size_t errlen) {
+  struct child_stdio io;
+  return launch(l, 2, sock, &io, err, errlen);
 }

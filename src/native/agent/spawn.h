@@ -15,13 +15,13 @@
 #define EXIT_NOT_FOUND 127
 #define SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-enum launch_kind { LAUNCH_PROGRAM, LAUNCH_SOCKET, LAUNCH_ERROR };
+enum launch_kind { LAUNCH_PROGRAM, LAUNCH_SOCKET, LAUNCH_TCP, LAUNCH_ERROR };
 
 struct launch {
   enum launch_kind kind;
   int exit_code;        /* LAUNCH_ERROR */
   char error[MAX_PATH_LEN + 1024];
-  char path[MAX_PATH_LEN]; /* the program, or the service socket */
+  char path[MAX_PATH_LEN]; /* the program, the service socket, or /dev/tcp/IPV4/PORT */
   char descriptor[600];  /* LAUNCH_SOCKET: `SERVICE+ARG SOURCE\0` */
   size_t descriptor_len;
   char *argv[4];
@@ -52,6 +52,9 @@ struct child_stdio {
 /* Forks and execs l (LAUNCH_PROGRAM). Returns the pid (also the new process group), or -1 with err set
  * when nothing was started. A started child that could not exec sets err and exits 125 on its own. */
 pid_t start_launch(struct launch *l, int with_stdio, struct child_stdio *io, char *err, size_t errlen);
+
+/* The same with `sock` as the child's stdin and stdout (stderr on /dev/null); sock stays ours to close. */
+pid_t start_launch_on_socket(struct launch *l, int sock, char *err, size_t errlen);
 
 void spawn_set_child_nofile(rlim_t soft);
 

@@ -40,7 +40,10 @@ static const char HELP[] =
   "                                    (default when stdout is a terminal and no LOCAL_PROGRAM is given)\n"
   "  -T, --filter-escape-chars-stderr  the same for its stderr (default when stderr is a terminal)\n"
   "  --no-filter-escape-chars-stdout   opposite of --filter-escape-chars-stdout\n"
-  "  --no-filter-escape-chars-stderr   opposite of --filter-escape-chars-stderr\n";
+  "  --no-filter-escape-chars-stderr   opposite of --filter-escape-chars-stderr\n"
+  "  --use-stdin-socket                stdin is a socket: the service's output goes to it too\n"
+  "\n"
+  "An empty TARGET ('') is @default: the policy's target= decides.\n";
 
 static void write_all(int fd, const void *buf, size_t n);
 
@@ -251,6 +254,7 @@ struct output {
   int fd;
   int filtered;
   int dead; /* closed after the service's EOF, or its reader went away */
+  int half_close; /* a socket that is also our input: its EOF is shutdown(SHUT_WR), not close */
   struct term_filter filter;
   uint8_t buf[MAX_PAYLOAD + 4];
   size_t off, len;
@@ -293,7 +297,8 @@ static void end_output(struct output *o, int close_fd) {
     write_all(o->fd, tail, n);
   }
   if (close_fd) {
-    close(o->fd);
+    if (o->half_close) shutdown(o->fd, SHUT_WR);
+    else close(o->fd);
     o->dead = 1;
   }
 }
@@ -457,8 +462,12 @@ static int wait_exit_code(pid_t pid) {
 
 /* ---- the command line ---- */
 
+static int use_stdin_socket;
+
 static int set_filter_option(const char *a, int *fout, int *ferr) {
-  if (!strcmp(a, "-t") || !strcmp(a, "--filter-escape-chars-stdout")) *fout = 1;
+  /* Qubes' --use-stdin-socket: how a socket-activated forwarder (the updates proxy's) hands over its connection. */
+  if (!strcmp(a, "--use-stdin-socket")) use_stdin_socket = 1;
+  else if (!strcmp(a, "-t") || !strcmp(a, "--filter-escape-chars-stdout")) *fout = 1;
   else if (!strcmp(a, "-T") || !strcmp(a, "--filter-escape-chars-stderr")) *ferr = 1;
   else if (!strcmp(a, "--no-filter-escape-chars-stdout")) *fout = 0;
   else if (!strcmp(a, "--no-filter-escape-chars-stderr")) *ferr = 0;
@@ -481,7 +490,8 @@ int main(int argc, char **argv) {
     write_all(1, HELP, strlen(HELP));
     return 0;
   }
-  if (!target || !*target || !call || !*call || target[0] == '-') {
+  /* '' is Qubes' @default (qrexec-client-vm '' qubes.UpdatesProxy): only a missing TARGET is a usage error. */
+  if (!target || !call || !*call || target[0] == '-') {
     write_all(2, USAGE, strlen(USAGE));
     return 2;
   }
@@ -503,8 +513,9 @@ int main(int argc, char **argv) {
   out_stderr.fd = 2;
   out_stderr.filtered = ferr >= 0 ? ferr : isatty(2);
   if (!local) {
-    out_stdout.fd = 1;
-    out_stdout.filtered = fout >= 0 ? fout : isatty(1);
+    out_stdout.fd = use_stdin_socket ? 0 : 1;
+    out_stdout.half_close = use_stdin_socket;
+    out_stdout.filtered = use_stdin_socket ? 0 : fout >= 0 ? fout : isatty(1);
     int code = run_session(sock, &r, 0);
     return code < 0 ? EXIT_QREXEC_PROBLEM : code;
   }

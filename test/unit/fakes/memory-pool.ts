@@ -159,9 +159,11 @@ export class MemoryPool implements StoragePool {
   }
 
   async usage(q: QubeVolumes, volume: VolumeName): Promise<VolumeUsage> {
-    const v = this.q(q.uuid).volumes[volume];
-    const n = v?.revisions.length ?? 0;
-    return { usage: 0, revisions: [], current: String(n), path: `mem://${this.name}/${q.uuid}/${volume}` };
+    // current as start() names a revision: the template's for a snapshot volume, so that is_outdated can be computed.
+    const kind = volumeLayout(q.klass).find((k) => k.name === volume);
+    const owner = kind?.snapOnStart && q.sourceUuid ? q.sourceUuid : q.uuid;
+    const n = this.qubes.get(owner)?.volumes[volume]?.revisions.length ?? 0;
+    return { usage: 0, revisions: [], current: `${owner}@${n}`, path: `mem://${this.name}/${q.uuid}/${volume}` };
   }
 
   async revert(q: QubeVolumes, volume: VolumeName): Promise<void> {
