@@ -201,6 +201,19 @@ setTimeout(() => { for (const s of socks) s.destroy(); process.exit(0); }, 8000)
     assert.equal((await run('debian-12', 'apt-get update', { user: 'root' })).code, 0, 'and works again with the default policy');
   });
 
+  test('sudo apt-get install in an AppVM goes through its own netvm, not the proxy, and is gone after a restart', async () => {
+    publishPackage(repo, '2.0');
+    if ((await inst.cli('qvm-check', ['--running', 'work'])).code !== 0) await inst.ok('qvm-start', 'work');
+    const r = await run('work', `sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y ${PACKAGE}`);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal((await run('work', PACKAGE)).stdout, 'hello 2.0\n');
+    const workIp = (await inst.ok('qvm-prefs', 'work', 'ip')).trim();
+    assert.ok(!inet.requests.some((q) => q.startsWith(workIp)), 'the mirror sees the AppVM only behind its netvms (NAT)');
+    await inst.ok('qvm-shutdown', '--wait', 'work');
+    await inst.ok('qvm-start', 'work');
+    assert.equal((await run('work', PACKAGE)).stdout, 'hello 1.0\n', "back to the template's package: an AppVM's root is not kept");
+  });
+
   test('qubes-vm-update starts the halted template, upgrades it through the proxy, halts it again and names the qubes to restart', async () => {
     publishPackage(repo, '2.0');
     await inst.ok('qvm-shutdown', '--wait', 'debian-12');
