@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { removeCgroupParent } from '../../src/backends/sandbox';
 import { loadConfig, type DaemonConfig } from '../../src/daemon/config';
 import { unmountAllUnder } from '../../src/storage/mounts';
+import { removeUplink, uplinkNames, uplinkTables } from '../../src/net/uplink';
 
 const execFileP = promisify(execFile);
 export const REPO = path.resolve(__dirname, '../../..');
@@ -163,6 +164,12 @@ export class Instance {
     const list = await execFileP('runc', [...runc, 'list', '-q']).then((r) => r.stdout.split('\n').filter(Boolean), () => [] as string[]);
     for (const id of list) await execFileP('runc', [...runc, 'delete', '--force', id]).catch(() => undefined);
     await this.killVms();
+    // The uplink of a sys-net that was running when isolad stopped stays on the host (as it should for a
+    // user); a test's instance is gone for good, so are its host rules and veths.
+    for (const table of await uplinkTables(this.config.instance).catch(() => [] as string[])) {
+      const qid = Number(table.slice(`isola-${this.config.instance}-u`.length));
+      await removeUplink(uplinkNames(this.config.instance, qid)).catch(() => undefined);
+    }
     await unmountAllUnder(this.home).catch(() => undefined);
     // rm(1) and not fs.rm: a qube's names need not be UTF-8 and its paths can exceed PATH_MAX.
     await execFileP('rm', ['-rf', '--one-file-system', '--', this.home]).catch(() => undefined);

@@ -45,7 +45,7 @@ describe('qvm-firewall enforced in the netvm', { skip, concurrency: false }, () 
   /** The live ruleset of this instance in sys-firewall's namespace. */
   const liveRules = () => {
     const pid = inst.containers().find((c) => c.id.startsWith('sys-firewall.'))!.pid;
-    return execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'nft', 'list', 'table', 'inet', `isola-${inst.config.instance}`]).toString();
+    return execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'nft', '-s', 'list', 'table', 'inet', `isola-${inst.config.instance}`]).toString();
   };
 
   test("Qubes' usual rules: the allowed host and DNS pass, the rest is rejected at once, first match wins", async () => {
