@@ -11,6 +11,7 @@ import { report } from './report';
 
 const MIB = 256;
 const STARTS = 10;
+const ROUNDS = 7;
 
 /** A node program sending MIB MiB to host:9000 and printing the milliseconds until the sink confirmed them. */
 const sender = (host: string) =>
@@ -39,19 +40,28 @@ async function main(): Promise<void> {
     await inst.ok('qvm-start', 'work');
     const host = '198.51.100.10';
 
-    // --- TCP throughput: best of 3 from each place on the chain, interleaved (the host is shared and noisy)
+    // --- TCP throughput: ROUNDS interleaved rounds, each place on the chain then the host, best of each.
+    // The host is shared and noisy (the same transfer varies by ±30 % between runs); the ratio of each
+    // round's pair is reported too, as a check that the best-of ratio is not one lucky transfer. Both ends
+    // run the same sender program with the same Node binary, so only the path differs.
     const times: Record<string, number[]> = { work: [], 'sys-firewall': [], 'sys-net': [], host: [] };
-    for (let i = 0; i < 3; i++) {
+    const roundRatios: number[] = [];
+    const workPid = () => inst.containers().find((c) => c.id.startsWith('work.'))!.pid;
+    for (let i = 0; i < ROUNDS; i++) {
       for (const vm of ['work', 'sys-firewall', 'sys-net']) times[vm].push(Number(await inst.ok('qvm-run', '-p', vm, `node -e "${sender(host)}"`)));
-      times.host.push(Number(execFileSync(process.execPath, ['-e', sender(host)]).toString()));
+      // The same Node (the template's, not the host's: they differ by a major version here) in the host's namespace.
+      times.host.push(Number(execFileSync('nsenter', [`--target=${workPid()}`, '--mount', 'node', '-e', sender(host)]).toString()));
+      roundRatios.push(times.host[i] / times.work[i]);
     }
     const mbps = (vm: string) => (MIB * 1.048576) / (Math.min(...times[vm]) / 1000);
     data.throughputMBps = mbps('work');
     data.directMBps = mbps('host');
     data.sysFirewallMBps = mbps('sys-firewall');
     data.sysNetMBps = mbps('sys-net');
+    data.medianRoundRatio = median(roundRatios);
     rows.push(['TCP qube → test host via sys-firewall, sys-net', `${data.throughputMBps.toFixed(0)} MB/s`, `${data.directMBps.toFixed(0)} MB/s from the host`, '≥ 80 % of direct']);
-    rows.push(['  ratio', `${((100 * data.throughputMBps) / data.directMBps).toFixed(0)} %`, '', '']);
+    rows.push([`  ratio (best of ${ROUNDS} each)`, `${((100 * data.throughputMBps) / data.directMBps).toFixed(0)} %`, '', '']);
+    rows.push(['  ratio (median of the rounds)', `${(100 * data.medianRoundRatio).toFixed(0)} %`, '', '']);
     rows.push(['  from sys-firewall (via sys-net)', `${data.sysFirewallMBps.toFixed(0)} MB/s`, '', '']);
     rows.push(['  from sys-net (the uplink only)', `${data.sysNetMBps.toFixed(0)} MB/s`, '', '']);
 

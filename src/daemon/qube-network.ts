@@ -193,8 +193,13 @@ export class QubeNetwork {
       const netvmNs = await this.nsOf(netvm);
       if (!netvmNs) continue;
       const vif = vifName(q.qid);
-      await detachClient(vif, netvmNs);
-      if (typeof ip === 'string') await this.d.filter.removeClient(netvmNs, { ip, vif });
+      try {
+        await detachClient(vif, netvmNs);
+        if (typeof ip === 'string') await this.d.filter.removeClient(netvmNs, { ip, vif });
+      } catch (e) {
+        // A netvm halting at the same time (`qvm-shutdown --all`) takes the link and the rules with it.
+        if (nsInode(netvmNs) !== undefined) throw e;
+      }
     }
   }
 
