@@ -8,6 +8,7 @@ import { Instance } from '../test/integration/harness';
 import { DNS_SERVER, TestInternet } from '../test/integration/net-world';
 import { AdminClient } from '../src/cli/admin-client';
 import { report } from './report';
+import { vethChain, type VethChain } from './veth-chain';
 
 const MIB = 256;
 const STARTS = 10;
@@ -30,6 +31,7 @@ async function main(): Promise<void> {
   const inst = new Instance({ env: { ISOLA_UPLINK_DNS: DNS_SERVER } });
   const rows: string[][] = [['what', 'value', 'baseline (same run)', 'goal']];
   const data: Record<string, number> = {};
+  let plain: VethChain | undefined;
   try {
     await inst.start();
     await inst.installTemplate();
@@ -44,13 +46,15 @@ async function main(): Promise<void> {
     // The host is shared and noisy (the same transfer varies by ±30 % between runs); the ratio of each
     // round's pair is reported too, as a check that the best-of ratio is not one lucky transfer. Both ends
     // run the same sender program with the same Node binary, so only the path differs.
-    const times: Record<string, number[]> = { work: [], 'sys-firewall': [], 'sys-net': [], host: [] };
+    const times: Record<string, number[]> = { work: [], 'sys-firewall': [], 'sys-net': [], host: [], plain: [] };
+    plain = await vethChain(4);
     const roundRatios: number[] = [];
     const workPid = () => inst.containers().find((c) => c.id.startsWith('work.'))!.pid;
     for (let i = 0; i < ROUNDS; i++) {
       for (const vm of ['work', 'sys-firewall', 'sys-net']) times[vm].push(Number(await inst.ok('qvm-run', '-p', vm, `node -e "${sender(host)}"`)));
       // The same Node (the template's, not the host's: they differ by a major version here) in the host's namespace.
       times.host.push(Number(execFileSync('nsenter', [`--target=${workPid()}`, '--mount', 'node', '-e', sender(host)]).toString()));
+      times.plain.push(Number(execFileSync('nsenter', [`--target=${workPid()}`, '--mount', `--net=${plain!.head}`, 'node', '-e', sender(plain!.target)]).toString()));
       roundRatios.push(times.host[i] / times.work[i]);
     }
     const mbps = (vm: string) => (MIB * 1.048576) / (Math.min(...times[vm]) / 1000);
@@ -62,6 +66,8 @@ async function main(): Promise<void> {
     rows.push(['TCP qube → test host via sys-firewall, sys-net', `${data.throughputMBps.toFixed(0)} MB/s`, `${data.directMBps.toFixed(0)} MB/s from the host`, '≥ 80 % of direct']);
     rows.push([`  ratio (best of ${ROUNDS} each)`, `${((100 * data.throughputMBps) / data.directMBps).toFixed(0)} %`, '', '']);
     rows.push(['  ratio (median of the rounds)', `${(100 * data.medianRoundRatio).toFixed(0)} %`, '', '']);
+    data.plainChainMBps = mbps('plain');
+    rows.push(['  the same 4 hops as bare veths, no rules', `${data.plainChainMBps.toFixed(0)} MB/s`, `${((100 * data.plainChainMBps) / data.directMBps).toFixed(0)} % of direct`, 'report']);
     rows.push(['  from sys-firewall (via sys-net)', `${data.sysFirewallMBps.toFixed(0)} MB/s`, '', '']);
     rows.push(['  from sys-net (the uplink only)', `${data.sysNetMBps.toFixed(0)} MB/s`, '', '']);
 
@@ -132,6 +138,7 @@ async function main(): Promise<void> {
     rows.push(['hvm start with a netvm (inside isolad)', `${vmOn.total} ms`, `${vmOff.total} ms without`, 'report']);
     rows.push(['  its network step (tap bridged, link)', `${vmOn.step} ms`, '', '']);
   } finally {
+    plain?.destroy();
     await inst.destroy();
     inet.destroy();
   }
