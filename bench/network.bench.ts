@@ -20,6 +20,8 @@ const sender = (host: string) =>
   `const w=()=>{while(i<${MIB}){i++;if(!s.write(b))return s.once('drain',w)}s.end()};s.on('connect',w);` +
   `s.on('data',(d)=>{if(Number(d)!==${MIB}*(1<<20))process.exit(2);console.log(Number(process.hrtime.bigint()-t)/1e6)})`;
 
+/** A difference with its sign: the per-hop split of a ping is within the noise, and may come out negative. */
+const signed = (ms: number) => `${ms < 0 ? '' : '+'}${ms.toFixed(3)}`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const avgRtt = (out: string) => Number(/= [\d.]+\/([\d.]+)\//.exec(out)?.[1] ?? NaN);
 
@@ -81,9 +83,9 @@ async function main(): Promise<void> {
     data.pingSysFirewallMs = await ping('sys-firewall');
     data.pingWorkMs = await ping('work');
     rows.push(['ping from the host (direct)', `${data.pingHostMs.toFixed(3)} ms`, '', '']);
-    rows.push(['ping from sys-net (+1 hop: the host)', `${data.pingSysNetMs.toFixed(3)} ms`, `+${(data.pingSysNetMs - data.pingHostMs).toFixed(3)} ms`, 'report']);
-    rows.push(['ping from sys-firewall (+2 hops)', `${data.pingSysFirewallMs.toFixed(3)} ms`, `+${(data.pingSysFirewallMs - data.pingSysNetMs).toFixed(3)} ms for sys-net`, 'report']);
-    rows.push(['ping from work (+3 hops)', `${data.pingWorkMs.toFixed(3)} ms`, `+${(data.pingWorkMs - data.pingSysFirewallMs).toFixed(3)} ms for sys-firewall`, 'report']);
+    rows.push(['ping from sys-net (+1 hop: the host)', `${data.pingSysNetMs.toFixed(3)} ms`, `${signed(data.pingSysNetMs - data.pingHostMs)} ms`, 'report']);
+    rows.push(['ping from sys-firewall (+2 hops)', `${data.pingSysFirewallMs.toFixed(3)} ms`, `${signed(data.pingSysFirewallMs - data.pingSysNetMs)} ms for sys-net`, 'report']);
+    rows.push(['ping from work (+3 hops)', `${data.pingWorkMs.toFixed(3)} ms`, `${signed(data.pingWorkMs - data.pingSysFirewallMs)} ms for sys-firewall`, 'report']);
 
     // --- a 1000-rule firewall on the running work: from the Set call to the rules live in sys-firewall
     const admin = new AdminClient(String(inst.env.ISOLA_SOCKET));
