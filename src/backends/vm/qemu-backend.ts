@@ -313,8 +313,11 @@ export class QemuBackend implements Backend {
       if (s) {
         killVerified(s.pid, s.startTime);
         if (!(await waitGone(s.pid, s.startTime, 5_000))) throw new Error(`qube ${id}: QEMU ${s.pid} survives SIGKILL`);
+        // The jail's reaper writes `exit` as its last act once QEMU is gone: removing the dir under
+        // it would race (ENOTEMPTY). A reaper that is gone too (killed with isolad's old run) never writes.
+        for (let i = 0; i < 50 && !jailExit(dir); i++) await new Promise((r) => setTimeout(r, 20));
       }
-      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
     } finally {
       this.ending.delete(id);
     }
